@@ -1,0 +1,32 @@
+"""`edgeres eval`: top-1/top-5 per resolution of a checkpoint."""
+import click
+
+from ..options import data_option, json_option, res_option
+
+
+@click.command("eval")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@data_option()
+@res_option(help_text="Resolutions to test (default: the trained ones); one between two trained ones uses "
+                      "interpolated BNs.")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--nearest", is_flag=True, help="Outside the trained range, use the nearest trained BN instead of failing.")
+@json_option()
+def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path) -> None:
+    """Evaluate CHECKPOINT (a directory from train/import) at each resolution.
+
+    \b
+    Examples:
+      edgeres eval runs/rs                       # its own data, its trained resolutions
+      edgeres eval runs/rs --res 28,22,12 --json runs/rs/eval.json
+    """
+    from .._io import write_json
+    from ..evaluate import evaluate
+    from ..report_table import print_accuracy_table
+
+    results = evaluate(checkpoint, data, res, split, batch_size, limit, nearest)
+    print_accuracy_table(results, title=f"{checkpoint} ({split})")
+    if json_path:
+        write_json(json_path, {str(r): a.to_json() for r, a in results.items()})

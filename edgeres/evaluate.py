@@ -1,0 +1,88 @@
+"""Top-1/top-5 per resolution, for a checkpoint (PyTorch) or any scorer of NCHW float32 batches.
+
+The preprocessing is `data.eval_batches` for every backend, so PyTorch and ONNX Runtime numbers compare.
+"""
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .data import ImageSet, eval_batches, open_images
+from .errors import EdgeresError
+from .resolutions import parse_resolutions
+
+Scorer = Callable[[np.ndarray], np.ndarray]  # N,C,H,W float32 -> N,classes logits
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    top1: float  # percent
+    top5: float  # percent
+    count: int
+
+    def to_json(self) -> dict[str, float]:
+        return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "count": self.count}
+
+
+def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """How many rows have their label among the k largest logits."""
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return int((top == labels[:, None]).any(axis=1).sum())
+
+
+def accuracy_of(batches: Iterable[tuple[np.ndarray, np.ndarray]], score: Scorer) -> Accuracy:
+    hits1 = hits5 = count = 0
+    for x, y in batches:
+        logits = np.asarray(score(x), dtype=np.float32)
+        hits1 += topk_hits(logits, y, 1)
+        hits5 += topk_hits(logits, y, 5)
+        count += len(y)
+    if count == 0:
+        raise EdgeresError("no images to evaluate: the split is empty or --limit is 0")
+    return Accuracy(100.0 * hits1 / count, 100.0 * hits5 / count, count)
+
+
+def evaluate_scorers(scorers: dict[int, Scorer], images: ImageSet, mean, std, crop_ratio: float,
+                     batch_size: int = 64, limit: int | None = None) -> dict[int, Accuracy]:
+    """Accuracy of one scorer per resolution on the same images."""
+    return {res: accuracy_of(eval_batches(images, res, mean, std, crop_ratio, batch_size, limit), score)
+            for res, score in scorers.items()}
+
+
+def torch_scorer(model, res: int, allow_nearest: bool = False, device: str = "cpu") -> Scorer:
+    """A scorer that switches `model` to `res` for each batch (so several can share one model)."""
+    import torch
+
+    from .models import at_resolution
+
+    def score(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), at_resolution(model, res, allow_nearest):
+            return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    return score
+
+
+def evaluate(checkpoint: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
+             split: str = "val", batch_size: int = 64, limit: int | None = None,
+             allow_nearest: bool = False) -> dict[int, Accuracy]:
+    """Top-1/top-5 of a checkpoint at each resolution (default: its trained ones) on `data` (default: its own)."""
+    from . import _optional
+    _optional.torch("evaluating a checkpoint")
+    from .checkpoint import load_checkpoint
+    from .models import choose_bn
+
+    model, info, _ = load_checkpoint(checkpoint)
+    images = open_images(data or info.data, split)
+    check_classes(images, info.arch.num_classes, checkpoint)
+    res_list = parse_resolutions(resolutions) if resolutions else info.resolutions
+    for r in res_list:  # fail on an out-of-range resolution before any work
+        choose_bn(r, info.resolutions, allow_nearest)
+    scorers = {r: torch_scorer(model, r, allow_nearest) for r in res_list}
+    return evaluate_scorers(scorers, images, info.mean, info.std, info.eval_crop_ratio, batch_size, limit)
+
+
+def check_classes(images: ImageSet, num_classes: int, source) -> None:
+    if len(images.info.classes) != num_classes:
+        raise EdgeresError(f"{images.info.name} has {len(images.info.classes)} classes but {source} predicts "
+                           f"{num_classes}: use the data the model was trained on")

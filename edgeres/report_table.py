@@ -1,0 +1,15 @@
+"""Small rich tables shared by commands (results go to stdout)."""
+from rich.console import Console
+from rich.table import Table
+
+_stdout = Console()
+
+
+def print_accuracy_table(results: dict, title: str) -> None:
+    """results: resolution -> Accuracy (top1/top5 in percent)."""
+    table = Table(title=title)
+    for column in ("resolution", "top-1 %", "top-5 %", "images"):
+        table.add_column(column, justify="right")
+    for res, acc in results.items():
+        table.add_row(str(res), f"{acc.top1:.2f}", f"{acc.top5:.2f}", str(acc.count))
+    _stdout.print(table)
