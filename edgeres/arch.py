@@ -20,6 +20,7 @@ class ArchSpec:
     in_channels: int = 3
     width_mult: float = 1.0
     small_input: bool = False
+    quant: str | None = None  # LQ-Net quantization, e.g. "w2a2" or "w2a32" (see edgeres.models.lq)
 
     def __post_init__(self) -> None:
         if self.name not in ARCHITECTURES:
@@ -29,6 +30,8 @@ class ArchSpec:
                                f"{self.in_channels}")
         if self.width_mult != 1.0 and not ARCHITECTURES[self.name]:
             raise EdgeresError(f"{self.name} has no width multiplier: use mobilenet_v2 or width_mult=1.0")
+        if self.quant is not None:
+            parse_quant(self.quant)
         if not 0.0 < self.width_mult <= 4.0:
             raise EdgeresError(f"width_mult must be in (0, 4], got {self.width_mult}")
 
@@ -41,3 +44,14 @@ class ArchSpec:
             return cls(**data)
         except TypeError as exc:
             raise EdgeresError(f"architecture entry {data!r} is invalid ({exc}): regenerate the checkpoint") from None
+
+
+def parse_quant(quant: str) -> tuple[int, int | None]:
+    """'w2a2' -> (2, 2); 'w2a32' -> (2, None): K-bit LQ weights, K-bit LQ activations or full precision."""
+    import re
+    match = re.fullmatch(r"(?:lq:)?w(\d+)a(\d+)", quant.strip().lower())
+    w_bits, a_bits = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match or not 1 <= w_bits <= 8 or not (1 <= a_bits <= 8 or a_bits == 32):
+        raise EdgeresError(f"quantization {quant!r} is not understood: use lq:wKaJ with K, J in 1..8 "
+                           "(J=32 keeps activations full precision), e.g. lq:w2a2, lq:w4a4, lq:w2a32")
+    return w_bits, None if a_bits == 32 else a_bits

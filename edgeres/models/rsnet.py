@@ -48,7 +48,12 @@ def build_plain(spec: ArchSpec, norm_layer: Callable[..., nn.Module] | None = No
 def build_rsnet(spec: ArchSpec, resolutions: Sequence[int]) -> nn.Module:
     """A torchvision `spec.name` whose every BN is a SwitchableBatchNorm2d over `resolutions`."""
     resolutions = parse_resolutions(resolutions)
-    return build_plain(spec, functools.partial(SwitchableBatchNorm2d, resolutions=resolutions))
+    model = build_plain(spec, functools.partial(SwitchableBatchNorm2d, resolutions=resolutions))
+    if spec.quant is not None:
+        from ..arch import parse_quant
+        from .lq import apply_lq  # LQ-Nets quantizers shared by all resolutions (private BNs stay private)
+        apply_lq(model, *parse_quant(spec.quant))
+    return model
 
 
 def check_resolutions_fit(model: nn.Module, resolutions: Sequence[int], in_channels: int) -> dict[int, int]:
