@@ -1,14 +1,67 @@
-"""`edgeres cascade`: not implemented yet (issue #7)."""
+"""`edgeres cascade`: tune a low-to-high resolution confidence cascade and compare it with its baselines."""
+from pathlib import Path
+
 import click
 
-from ..options import not_implemented
+from ..options import data_option
 
 
-@click.command("cascade", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args) -> None:
-    """Run low resolution first and escalate only unconfident images.
+@click.command("cascade")
+@click.argument("source", metavar="BUILD_OR_EXPORT_DIR", type=click.Path(exists=True))
+@data_option()
+@click.option("--max-drop", type=float, default=0.5, show_default=True,
+              help="Allowed top-1 loss in points vs the highest resolution alone, on the tuning images.")
+@click.option("--confidence", type=click.Choice(["max-softmax", "margin"]), default="max-softmax",
+              show_default=True, help="Escalate when this is below the stage's threshold (margin = top1 - top2 prob).")
+@click.option("--target", default=None, help="Build target whose graphs to run (default: ort-fp32, or the only "
+                                             "ONNX Runtime target). Only for a build directory.")
+@click.option("--tune-on", type=click.Choice(["val-half", "train"]), default="val-half", show_default=True,
+              help="val-half: tune on the first half of val, report on the second; train: tune on train images, "
+                   "report on val.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-resolution baseline.")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="Use only the first N val images.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
+def command(source, data, max_drop, confidence, target, tune_on, seed, limit, threads, out) -> None:
+    """Run the lowest resolution first and escalate only unconfident images.
 
-    Not implemented yet (issue #7): exits 1.
+    Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
+    points of the highest resolution on the tuning images, then measures on other images, side by side:
+    the highest resolution alone, a random resolution per image (the RS-Nets thesis baseline) and the
+    cascade: top-1, mean MACs per image (a cascade image pays every stage it ran) and mean wall time per
+    image on CPU (ONNX Runtime, batch 1, preprocessing excluded).
+
+    \b
+    Examples:
+      edgeres cascade build/rs --data fashion-mnist-mini --max-drop 0.5
+      edgeres cascade build/rs --target ort-int8 --confidence margin --out build/rs/cascade-int8
+    \b
+    Python: edgeres.cascade.evaluate_cascade(...), then CascadeRunner.from_cascade_json(".../cascade.json").
     """
-    not_implemented("cascade", 7)
+    from ..cascade import CASCADE_FILE, evaluate_cascade
+
+    path = Path(source)
+    out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
+    report = evaluate_cascade(source, data, max_drop, confidence, target, tune_on, seed, limit, threads, out)
+    _print(report)
+    click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
+               f"edgeres.cascade.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
+
+
+def _print(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    high = report.row("highest")
+    resolutions = "/".join(str(s.resolution) for s in report.source.stages)
+    thresholds = ", ".join(f"{t:.3f}" for t in report.tuning.thresholds)
+    table = Table(title=f"cascade {resolutions} px, {report.confidence} >= {thresholds} exits; tuned on "
+                        f"{report.tune_split}, measured on {report.report_split} (ms: per image, batch 1)")
+    for column in ("method", "top-1 %", "Δ pts", "MMACs/img", "MACs %", "ms mean", "ms p50", "answered at % "):
+        table.add_column(column, justify="right")
+    for r in report.rows:
+        table.add_row(r.method, f"{r.top1:.2f}", f"{r.top1 - high.top1:+.2f}", f"{r.mean_macs / 1e6:.3f}",
+                      f"{100 * r.mean_macs / high.mean_macs:.1f}", f"{r.mean_latency_ms:.3f}",
+                      f"{r.p50_latency_ms:.3f}", "/".join(f"{100 * s:.0f}" for s in r.stage_share))
+    Console().print(table)

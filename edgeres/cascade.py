@@ -1,0 +1,406 @@
+"""Confidence cascade over the per-resolution graphs of one RS-Net (torch-free, ONNX Runtime on CPU).
+
+The RS-Nets thesis picks a resolution at random per image and asks for "a more refined method for selecting
+the scale". Here every image starts at the lowest resolution and moves to the next higher one only when the
+prediction's confidence is below that stage's threshold; the last stage always answers. Stages are ordered
+**low -> high** resolution (the reverse of the manifests' high -> low), so stage 0 is the cheapest.
+
+Maths (confidence, stop stage, MACs accounting, threshold search) are pure numpy functions over logits; the
+runner (`CascadeRunner`) and the measured comparison (`evaluate_cascade`) sit on top of them.
+TensorRT: not wired in. Nothing here is ORT-specific beyond `runtime.ort_session`; a TRT stage needs a
+scorer with the same `N,C,H,W -> logits` signature (see `Stage.scorer`).
+"""
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._io import contained, write_json
+from .errors import EdgeresError
+
+CASCADE_FILE = "cascade.json"
+TUNE_SPLITS = ("val-half", "train")
+
+
+# ---------------------------------------------------------------- pure maths over logits
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of N,C logits (shifted by the row max so large logits do not overflow)."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def max_softmax(logits: np.ndarray) -> np.ndarray:
+    """N,C logits -> N confidences in (0, 1]: the top class's probability."""
+    return softmax(logits).max(axis=-1)
+
+
+def softmax_margin(logits: np.ndarray) -> np.ndarray:
+    """N,C logits -> N confidences in [0, 1): top-1 minus top-2 probability."""
+    top2 = np.sort(softmax(logits), axis=-1)[..., -2:]
+    return top2[..., 1] - top2[..., 0]
+
+
+CONFIDENCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"max-softmax": max_softmax, "margin": softmax_margin}
+
+
+def confidence_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name not in CONFIDENCES:
+        raise EdgeresError(f"unknown confidence {name!r}: choose one of {', '.join(CONFIDENCES)}")
+    return CONFIDENCES[name]
+
+
+def stop_stages(confidence: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """S,N confidences and S-1 thresholds -> N stage indices where each image stops.
+
+    An image stops at the first stage s < S-1 with confidence[s] >= thresholds[s], otherwise at S-1.
+    """
+    conf = np.asarray(confidence)
+    exits = conf[:-1] >= np.asarray(thresholds, np.float64)[:, None]
+    exits = np.vstack([exits, np.ones((1, conf.shape[1]), bool)])  # the last stage always answers
+    return exits.argmax(axis=0)
+
+
+def pick(per_stage: np.ndarray, stages: np.ndarray) -> np.ndarray:
+    """S,N values (e.g. predictions) and N stage indices -> the N values at those stages."""
+    return np.asarray(per_stage)[stages, np.arange(len(stages))]
+
+
+def cascade_macs(stops: np.ndarray, macs: Sequence[int]) -> np.ndarray:
+    """N stop stages -> N MACs: an image pays every stage it ran, 0..stop inclusive."""
+    return np.cumsum(np.asarray(macs, np.int64))[np.asarray(stops)]
+
+
+def top1_pct(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def random_stages(n: int, stages: int, seed: int) -> np.ndarray:
+    """The thesis baseline: a uniformly random stage per image, reproducible from `seed`."""
+    return np.random.default_rng(seed).integers(0, stages, size=n)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    thresholds: tuple[float, ...]  # S-1, exit at stage s when confidence >= thresholds[s]
+    top1: float  # percent, cascade on the tuning images
+    reference_top1: float  # percent, highest resolution alone on the tuning images
+    mean_macs: float  # per image
+
+
+def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, macs: Sequence[int],
+                    max_drop: float, grid: int = 100) -> Tuning:
+    """Thresholds that minimise mean MACs while top-1 stays >= (highest-resolution top-1 - max_drop points).
+
+    Greedy descent from "always escalate" (= the highest resolution alone): each step lowers one stage's
+    threshold to its next candidate (at most `grid` confidence quantiles per stage), choosing the move that
+    loses the least accuracy per MAC saved, until no move keeps the constraint. Exhaustive search grows as
+    grid^(S-1); greedy is linear in S and finds the exhaustive optimum on the 2-3 stage cases we tried.
+    """
+    conf, preds = np.asarray(confidence, np.float64), np.asarray(predictions)
+    floor = top1_pct(preds[-1], labels) - max_drop
+    cands = [_candidates(c, grid) for c in conf[:-1]]
+    idx = [0] * len(cands)
+    current = _score(conf, preds, labels, macs, cands, idx)
+    while True:
+        moves = [_move(conf, preds, labels, macs, cands, idx, s, current) for s in range(len(cands))]
+        moves = [m for m in moves if m is not None and m[2][0] >= floor - 1e-9]
+        if not moves:
+            break
+        _, idx, current = min(moves, key=lambda m: m[0])
+    thresholds = tuple(float(c[i]) for c, i in zip(cands, idx))
+    return Tuning(thresholds, current[0], floor + max_drop, current[1])
+
+
+def _candidates(conf: np.ndarray, grid: int) -> np.ndarray:
+    """Descending threshold candidates for one stage: +inf (never exit) then confidence quantiles."""
+    qs = np.unique(np.quantile(conf, np.linspace(0.0, 1.0, grid))) if len(conf) > grid else np.unique(conf)
+    return np.concatenate([[np.inf], qs[::-1]])
+
+
+def _score(conf, preds, labels, macs, cands, idx) -> tuple[float, float]:
+    stops = stop_stages(conf, [c[i] for c, i in zip(cands, idx)])
+    return top1_pct(pick(preds, stops), labels), float(cascade_macs(stops, macs).mean())
+
+
+def _move(conf, preds, labels, macs, cands, idx, s, current):
+    """Lower stage s's threshold one step -> (sort key, new idx, (top1, macs)) or None at the end of its grid."""
+    if idx[s] + 1 >= len(cands[s]):
+        return None
+    trial = idx[:s] + [idx[s] + 1] + idx[s + 1:]
+    score = _score(conf, preds, labels, macs, cands, trial)
+    saved, lost = current[1] - score[1], max(current[0] - score[0], 0.0)
+    # accuracy lost per MAC saved; a step that changes no image costs nothing and unlocks the next one
+    return ((lost / saved if saved > 0 else 0.0, -saved, s), trial, score)
+
+
+# ---------------------------------------------------------------- stages from a manifest
+
+@dataclass
+class Stage:
+    """One per-resolution graph: `scorer` maps 1,C,res,res float32 -> 1,classes logits (made on first use)."""
+
+    resolution: int  # px
+    path: Path
+    macs: int  # multiply-accumulates per image, from the manifest
+    threads: int | None = None
+    _scorer: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self._scorer is None:
+            from .runtime import ort_scorer
+            self._scorer = ort_scorer(self.path, self.threads)
+        return self._scorer
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a cascade needs from export.json/build.json: stages (low -> high) and the preprocessing."""
+
+    path: Path  # the manifest
+    target: str | None  # build target, None for an export
+    stages: tuple[Stage, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_ratio: float
+    data: str
+
+
+def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None) -> Source:
+    """A build directory/build.json (artifacts of one `target`) or an export directory/export.json."""
+    from .manifest import read_manifest, require
+    path = Path(path)
+    kind = "build" if (path / "build.json").exists() or path.name == "build.json" else "export"
+    manifest = read_manifest(path, kind)
+    where = manifest["_path"]
+    if kind == "build":
+        target, entries = _build_entries(require(manifest, "artifacts", list, where), target, where)
+    elif target is not None:
+        raise EdgeresError(f"{where} is an export: --target applies to a build directory (build.json)")
+    else:
+        entries = require(manifest, "graphs", list, where)
+    base = Path(where).parent
+    stages = sorted((Stage(int(require(e, "resolution", int, where)), contained(base, require(e, "file", str, where)),
+                           int(require(e, "macs", int, where)), threads) for e in entries),
+                    key=lambda st: st.resolution)
+    if len(stages) < 2:
+        raise EdgeresError(f"{where} has {len(stages)} graph(s): a cascade needs at least two resolutions")
+    norm = require(manifest, "normalization", dict, where)
+    return Source(Path(where), target if kind == "build" else None, tuple(stages), tuple(norm["mean"]),
+                  tuple(norm["std"]), float(require(manifest, "eval_crop_ratio", (int, float), where)),
+                  str(manifest.get("data") or ""))
+
+
+def _build_entries(artifacts: list, target: str | None, where: str) -> tuple[str, list]:
+    """Artifacts of one ORT target; default ort-fp32, or the only ORT target there is."""
+    ort = sorted({a.get("target") for a in artifacts if a.get("backend", "ort") == "ort"})
+    if target is None:
+        target = "ort-fp32" if "ort-fp32" in ort else (ort[0] if len(ort) == 1 else None)
+        if target is None:
+            raise EdgeresError(f"{where} has several ONNX Runtime targets ({', '.join(ort) or 'none'}): "
+                               f"choose one with --target")
+    if target not in ort:
+        others = sorted({str(a.get("target")) for a in artifacts} - set(ort))
+        note = f" ({', '.join(others)} need TensorRT, which the cascade does not run yet)" if target in others else ""
+        raise EdgeresError(f"{where} has no ONNX Runtime target {target!r}{note}: choose one of {', '.join(ort)}")
+    return target, [a for a in artifacts if a.get("target") == target]
+
+
+# ---------------------------------------------------------------- the runner
+
+@dataclass(frozen=True)
+class CascadeResult:
+    prediction: int  # class index
+    stage: int  # index of the stage that answered (0 = lowest resolution)
+    resolution: int  # px
+    confidence: float
+    macs: int  # every stage run, 0..stage
+
+
+class CascadeRunner:
+    """Run the lowest resolution first; escalate while confidence < that stage's threshold.
+
+    `runner(image_hwc_uint8)` preprocesses per stage as `edgeres eval` does; `runner.run(inputs)` takes
+    already-preprocessed `1,C,res,res` arrays keyed by resolution (so timing can exclude preprocessing).
+    """
+
+    def __init__(self, source: Source, thresholds: Sequence[float], confidence: str = "max-softmax"):
+        if len(thresholds) != len(source.stages) - 1:
+            raise EdgeresError(f"{len(source.stages)} stages need {len(source.stages) - 1} thresholds, "
+                               f"got {len(thresholds)}")
+        self.source, self.stages = source, source.stages
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.confidence_name, self._confidence = confidence, confidence_fn(confidence)
+
+    @classmethod
+    def from_manifest(cls, path: str | os.PathLike, thresholds: Sequence[float], confidence: str = "max-softmax",
+                      target: str | None = None, threads: int | None = None) -> "CascadeRunner":
+        return cls(load_source(path, target, threads), thresholds, confidence)
+
+    @classmethod
+    def from_cascade_json(cls, path: str | os.PathLike, threads: int | None = None) -> "CascadeRunner":
+        """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json."""
+        from ._io import read_json
+        data = read_json(path, "cascade result")
+        return cls.from_manifest(data["source"]["path"], data["thresholds"], data["confidence"],
+                                 data["source"]["target"], threads)
+
+    def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
+        from .data import eval_image, normalize
+        src = self.source
+        return normalize(eval_image(image, self.stages[stage].resolution, src.crop_ratio)[None], src.mean, src.std)
+
+    def logits(self, stage: int, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.stages[stage].scorer()(x))
+
+    def run(self, inputs: dict[int, np.ndarray] | Callable[[int], np.ndarray]) -> CascadeResult:
+        """inputs: resolution -> 1,C,res,res float32 (or a function stage index -> that array)."""
+        get = inputs if callable(inputs) else (lambda s: inputs[self.stages[s].resolution])
+        macs = 0
+        for s, stage in enumerate(self.stages):
+            logits = self.logits(s, get(s))
+            macs += stage.macs
+            conf = float(self._confidence(logits)[0])
+            if s == len(self.stages) - 1 or conf >= self.thresholds[s]:
+                return CascadeResult(int(logits[0].argmax()), s, stage.resolution, conf, macs)
+        raise AssertionError("unreachable: the last stage always answers")
+
+    def __call__(self, image: np.ndarray) -> CascadeResult:
+        return self.run(lambda s: self.preprocess(image, s))
+
+    def run_stage(self, stage: int, x: np.ndarray) -> CascadeResult:
+        """One resolution alone (the baselines): its prediction, its MACs only."""
+        logits = self.logits(stage, x)
+        return CascadeResult(int(logits[0].argmax()), stage, self.stages[stage].resolution,
+                             float(self._confidence(logits)[0]), self.stages[stage].macs)
+
+
+# ---------------------------------------------------------------- tune on one split, compare on another
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One line of the comparison, measured on the report images."""
+
+    method: str  # "highest", "random", "cascade"
+    top1: float  # percent
+    mean_macs: float  # per image
+    mean_latency_ms: float  # wall time per image of the runner call, preprocessing excluded
+    p50_latency_ms: float
+    images: int
+    stage_share: tuple[float, ...]  # fraction of images answered at each stage, low -> high resolution
+
+
+@dataclass(frozen=True)
+class CascadeReport:
+    source: Source
+    confidence: str
+    max_drop: float  # points of top-1 vs the highest resolution, the tuning constraint
+    tuning: Tuning
+    tune_split: str  # which images the thresholds were tuned on
+    report_split: str  # which images the rows were measured on
+    seed: int
+    rows: tuple[MethodRow, ...]
+
+    def row(self, method: str) -> MethodRow:
+        return next(r for r in self.rows if r.method == method)
+
+    def to_json(self) -> dict[str, Any]:
+        src = self.source
+        return {"kind": "cascade", "format_version": 1,
+                "source": {"path": str(src.path), "target": src.target},
+                "stages": [{"resolution": s.resolution, "file": str(s.path), "macs": s.macs} for s in src.stages],
+                "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": list(self.tuning.thresholds),
+                "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
+                           "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
+                "report_split": self.report_split, "random_seed": self.seed,
+                "rows": [{**r.__dict__, "stage_share": list(r.stage_share)} for r in self.rows]}
+
+
+def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_drop: float = 0.5,
+                     confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
+                     seed: int = 0, limit: int | None = None, threads: int | None = None,
+                     out: str | os.PathLike | None = None) -> CascadeReport:
+    """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
+
+    tune_on="val-half": tune on the first half of the val images, report on the second half;
+    tune_on="train": tune on the first N train images, report on all N val images. `limit` caps the val
+    images used. Writes `out/cascade.json` when `out` is given.
+    """
+    if max_drop < 0:
+        raise EdgeresError(f"--max-drop must be >= 0 points, got {max_drop}")
+    src = load_source(source, target, threads)
+    runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
+    (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
+        data or runner.source.data, tune_on, limit)
+    logits = np.stack([_stage_logits(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))])
+    tuning = tune_thresholds(np.stack([runner._confidence(l) for l in logits]), logits.argmax(-1),
+                             tune_set.labels[tune_idx], [s.macs for s in runner.stages], max_drop)
+    runner.thresholds = tuning.thresholds
+    rows = _measure(runner, report_set, report_idx, seed)
+    report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows)
+    if out is not None:
+        write_json(Path(out) / CASCADE_FILE, report.to_json())
+    return report
+
+
+def _splits(data: str, tune_on: str, limit: int | None):
+    """((tune images, indices, description), (report images, indices, description)), disjoint by design."""
+    from .data import open_images
+    if tune_on not in TUNE_SPLITS:
+        raise EdgeresError(f"unknown tuning split {tune_on!r}: choose one of {', '.join(TUNE_SPLITS)}")
+    if not data:
+        raise EdgeresError("the manifest names no dataset: pass --data NAME|DIR")
+    val = open_images(data, "val")
+    n = len(val) if limit is None else min(limit, len(val))
+    if n < 2:
+        raise EdgeresError(f"{data} val has {n} image(s) to use: the cascade needs at least 2 (raise --limit)")
+    if tune_on == "val-half":
+        half = n // 2
+        return ((val, np.arange(half), f"val[0:{half}]"), (val, np.arange(half, n), f"val[{half}:{n}]"))
+    train = open_images(data, "train")
+    m = min(n, len(train))
+    return ((train, np.arange(m), f"train[0:{m}]"), (val, np.arange(n), f"val[0:{n}]"))
+
+
+def _stage_logits(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> np.ndarray:
+    """N,classes logits of one stage, one image at a time (exported graphs have a static batch of 1)."""
+    return np.concatenate([runner.logits(stage, runner.preprocess(images.image(i), stage)) for i in indices])
+
+
+def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:
+    """Time the three methods image by image, rotating their order so drift on a busy CPU hits all alike."""
+    top, chosen = len(runner.stages) - 1, random_stages(len(indices), len(runner.stages), seed)
+    methods = {"highest": lambda x, k: runner.run_stage(top, x[top]),
+               "random": lambda x, k: runner.run_stage(int(chosen[k]), x[int(chosen[k])]),
+               "cascade": lambda x, k: runner.run(lambda s: x[s])}
+    _warm_up(runner, images.image(int(indices[0])))
+    results: dict[str, list] = {m: [] for m in methods}
+    for k, i in enumerate(indices):
+        x = [runner.preprocess(images.image(int(i)), s) for s in range(len(runner.stages))]
+        names = list(methods)
+        for name in names[k % 3:] + names[:k % 3]:
+            start = time.perf_counter()
+            result = methods[name](x, k)
+            results[name].append((result, (time.perf_counter() - start) * 1e3))
+    labels = images.labels[indices]
+    return tuple(_row(name, res, labels, len(runner.stages)) for name, res in results.items())
+
+
+def _warm_up(runner: CascadeRunner, image: np.ndarray, runs: int = 5) -> None:
+    """First ORT runs allocate and pick kernels; keep them out of the timed numbers."""
+    for s in range(len(runner.stages)):
+        x = runner.preprocess(image, s)
+        for _ in range(runs):
+            runner.logits(s, x)
+
+
+def _row(method: str, results: list, labels: np.ndarray, stages: int) -> MethodRow:
+    preds = np.array([r.prediction for r, _ in results])
+    ms = np.array([t for _, t in results])
+    share = np.bincount([r.stage for r, _ in results], minlength=stages) / len(results)
+    return MethodRow(method, top1_pct(preds, labels), float(np.mean([r.macs for r, _ in results])),
+                     float(ms.mean()), float(np.percentile(ms, 50)), len(results), tuple(float(v) for v in share))

@@ -1,0 +1,199 @@
+"""Cascade: pure maths on hand-made logits, the runner on a tiny exported model, the CLI's one-line errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeres import cascade as cc
+from edgeres.cli import cli
+from edgeres.errors import EdgeresError
+from edgeres.manifest import write_manifest
+
+torch = pytest.importorskip("torch")
+
+RES = (12, 20, 28)  # low -> high, the cascade's stage order
+
+
+def logits_for(probs):
+    """Logits whose softmax is exactly `probs` (rows sum to 1)."""
+    return np.log(np.asarray(probs, np.float64))
+
+
+# ---------------------------------------------------------------- pure maths
+
+def test_confidences_by_hand():
+    z = logits_for([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
+    assert np.allclose(cc.max_softmax(z), [0.7, 0.4])
+    assert np.allclose(cc.softmax_margin(z), [0.5, 0.05])
+    with pytest.raises(EdgeresError, match="choose one of max-softmax, margin"):
+        cc.confidence_fn("entropy")
+
+
+def test_stop_stages_and_macs_accounting_exact():
+    conf = np.array([[0.9, 0.2, 0.5, 0.1],
+                     [0.0, 0.8, 0.3, 0.1],
+                     [0.0, 0.0, 0.0, 0.0]])
+    stops = cc.stop_stages(conf, [0.5, 0.6])
+    assert stops.tolist() == [0, 1, 0, 2]  # >= threshold exits; the last stage always answers
+    assert cc.cascade_macs(stops, [100, 300, 1000]).tolist() == [100, 400, 100, 1400]
+    assert cc.cascade_macs(stops, [100, 300, 1000]).mean() == 500.0
+    preds = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]])
+    assert cc.pick(preds, stops).tolist() == [1, 6, 3, 12]
+
+
+def two_stage_case():
+    """6 images; the high stage is always right; the low stage is right exactly when it is confident."""
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    low_conf = np.array([0.95, 0.9, 0.85, 0.6, 0.55, 0.5])
+    low_pred = np.array([0, 1, 0, 0, 1, 0])  # wrong on the three unconfident images
+    conf = np.vstack([low_conf, np.full(6, 0.99)])
+    return conf, np.vstack([low_pred, labels]), labels
+
+
+def test_tuning_with_zero_drop_escalates_exactly_the_wrong_images():
+    conf, preds, labels = two_stage_case()
+    tuning = cc.tune_thresholds(conf, preds, labels, macs=[10, 100], max_drop=0.0)
+    assert tuning.thresholds == (0.85,)
+    assert cc.stop_stages(conf, tuning.thresholds).tolist() == [0, 0, 0, 1, 1, 1]
+    assert tuning.top1 == tuning.reference_top1 == 100.0
+    assert tuning.mean_macs == (3 * 10 + 3 * 110) / 6
+
+
+def test_tuning_spends_the_allowed_drop_and_no_more():
+    conf, preds, labels = two_stage_case()
+    # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
+    tuning = cc.tune_thresholds(conf, preds, labels, macs=[10, 100], max_drop=20.0)
+    assert tuning.thresholds == (0.6,)
+    assert tuning.top1 == pytest.approx(100 * 5 / 6) and tuning.top1 >= tuning.reference_top1 - 20
+    # an unlimited drop exits everything at the lowest stage
+    assert cc.tune_thresholds(conf, preds, labels, [10, 100], max_drop=100.0).mean_macs == 10.0
+
+
+def test_tuning_three_stages_uses_the_middle_stage():
+    labels = np.zeros(4, int)
+    conf = np.array([[0.9, 0.3, 0.3, 0.3], [0.0, 0.9, 0.9, 0.2], [1, 1, 1, 1.0]])
+    preds = np.array([[0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
+    tuning = cc.tune_thresholds(conf, preds, labels, macs=[1, 10, 100], max_drop=0.0)
+    assert cc.stop_stages(conf, tuning.thresholds).tolist() == [0, 1, 1, 2]
+    assert tuning.mean_macs == (1 + 11 + 11 + 111) / 4
+
+
+def test_random_baseline_reproducible_by_seed():
+    a, b = cc.random_stages(50, 3, seed=7), cc.random_stages(50, 3, seed=7)
+    assert a.tolist() == b.tolist() and set(a.tolist()) == {0, 1, 2}
+    assert a.tolist() != cc.random_stages(50, 3, seed=8).tolist()
+
+
+# ---------------------------------------------------------------- a tiny exported model
+
+def tiny_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                               torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+    with torch.no_grad():
+        net[4].weight.mul_(8.0)  # untrained: sharpen the softmax so confidences spread over 0.2-0.5
+    return net
+
+
+def tiny_macs(res):
+    return 8 * 9 * res * res + 32 * 10
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """An export directory shaped like the export stage's: one static 1x1xRxR graph per resolution."""
+    out = tmp_path_factory.mktemp("export")
+    net, graphs = tiny_net(), []
+    for res in sorted(RES, reverse=True):
+        torch.onnx.export(net, (torch.zeros(1, 1, res, res),), str(out / f"r{res}.onnx"), dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["logits"])
+        graphs.append({"resolution": res, "file": f"r{res}.onnx", "macs": tiny_macs(res), "params": 410,
+                       "input": {"name": "input", "shape": [1, 1, res, res]},
+                       "output": {"name": "logits", "shape": [1, 10]}})
+    write_manifest(out / "export.json", "export", {
+        "checkpoint": {"path": "none", "sha256": "0" * 64}, "data": "fashion-mnist-mini", "classes": [],
+        "normalization": {"mean": [0.286], "std": [0.353]}, "eval_crop_ratio": 1.0, "opset": 17, "graphs": graphs,
+        "switchable": None})
+    return out
+
+
+def test_runner_matches_running_the_chosen_stage_graphs_directly(export_dir):
+    from edgeres.data import eval_image, normalize, open_images
+    from edgeres.runtime import ort_scorer
+    thresholds = [0.4, 0.3]
+    runner = cc.CascadeRunner.from_manifest(export_dir, thresholds)
+    assert [s.resolution for s in runner.stages] == list(RES)
+    direct = {r: ort_scorer(export_dir / f"r{r}.onnx") for r in RES}
+    images, stages_seen = open_images("fashion-mnist-mini", "val"), []
+    for i in range(40):
+        for s, res in enumerate(RES):
+            logits = direct[res](normalize(eval_image(images.image(i), res, 1.0)[None], [0.286], [0.353]))
+            if s == len(RES) - 1 or cc.softmax(logits).max() >= thresholds[s]:
+                break
+        result = runner(images.image(i))
+        assert (result.prediction, result.stage, result.resolution) == (int(logits.argmax()), s, res)
+        assert result.macs == sum(tiny_macs(r) for r in RES[:s + 1])
+        stages_seen.append(s)
+    assert len(set(stages_seen)) == 3, f"thresholds should spread images over all stages: {stages_seen}"
+
+
+RUNNER_WITHOUT_TORCH = """
+import sys
+sys.modules['torch'] = None
+from edgeres.cascade import CascadeRunner
+from edgeres.data import open_images
+runner = CascadeRunner.from_manifest(sys.argv[1], [0.1, 0.1], confidence="margin")
+images = open_images("fashion-mnist-mini", "val")
+print([[runner(images.image(i)).prediction, runner(images.image(i)).stage] for i in range(10)])
+assert not [m for m in sys.modules if m.split(".")[0] == "torch" and sys.modules[m] is not None]
+"""
+
+
+def test_runner_works_with_torch_blocked(export_dir):
+    run = subprocess.run([sys.executable, "-c", RUNNER_WITHOUT_TORCH, str(export_dir)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    runner = cc.CascadeRunner.from_manifest(export_dir, [0.1, 0.1], confidence="margin")
+    from edgeres.data import open_images
+    images = open_images("fashion-mnist-mini", "val")
+    assert json.loads(run.stdout) == [[runner(images.image(i)).prediction, runner(images.image(i)).stage]
+                                      for i in range(10)]
+
+
+def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
+    report = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3, out=tmp_path)
+    assert [r.method for r in report.rows] == ["highest", "random", "cascade"]
+    assert report.tune_split == "val[0:30]" and report.report_split == "val[30:60]"
+    assert report.row("highest").mean_macs == tiny_macs(28)
+    assert report.tuning.top1 >= report.tuning.reference_top1 - 1.0
+    saved = json.loads((tmp_path / "cascade.json").read_text())
+    assert saved["thresholds"] == list(report.tuning.thresholds) and saved["random_seed"] == 3
+    again = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3)
+    assert again.row("random").top1 == report.row("random").top1  # same seed, same choices
+    assert again.row("random").stage_share == report.row("random").stage_share
+    reloaded = cc.CascadeRunner.from_cascade_json(tmp_path / "cascade.json")
+    assert reloaded.thresholds == report.tuning.thresholds
+
+
+# ---------------------------------------------------------------- CLI
+
+@pytest.mark.parametrize("args, message", [
+    (["{dir}", "--max-drop", "-1"], "--max-drop must be >= 0"),
+    (["{dir}", "--target", "ort-int8"], "--target applies to a build directory"),
+    (["{empty}"], "not found"),
+])
+def test_cli_one_line_errors(export_dir, tmp_path, args, message):
+    args = [a.format(dir=export_dir, empty=tmp_path) for a in args]
+    result = CliRunner().invoke(cli, ["cascade"] + args + ["--out", str(tmp_path / "o")])
+    assert result.exit_code in (1, 2), result.output
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_cli_prints_the_table_and_writes_json(export_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["cascade", str(export_dir), "--max-drop", "1", "--limit", "40",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert "cascade" in result.stdout and (tmp_path / "cascade.json").exists()
