@@ -71,7 +71,7 @@ class _Payload:
 def test_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
-    path.write_bytes(pickle.dumps({"w": _Payload()}))
+    path.write_bytes(pickle.dumps({"w": _Payload()}, protocol=2))
     with pytest.raises(EdgeresError, match="not a plain tensor state dict"):
         load_state_dict_file(path)
     assert not (tmp_path / "PWNED").exists()
