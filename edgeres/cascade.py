@@ -75,7 +75,7 @@ def cascade_macs(stops: np.ndarray, macs: Sequence[int]) -> np.ndarray:
     return np.cumsum(np.asarray(macs, np.int64))[np.asarray(stops)]
 
 
-def top1_pct(predictions: np.ndarray, labels: np.ndarray) -> float:
+def top1_pct(predictions: np.ndarray, labels: np.ndarray) -> float:  # percent
     return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
 
 
@@ -393,9 +393,7 @@ def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> t
 def _warm_up(runner: CascadeRunner, image: np.ndarray, runs: int = 5) -> None:
     """First ORT runs allocate and pick kernels; keep them out of the timed numbers."""
     for s in range(len(runner.stages)):
-        x = runner.preprocess(image, s)
-        for _ in range(runs):
-            runner.logits(s, x)
+        [runner.logits(s, runner.preprocess(image, s)) for _ in range(runs)]
 
 
 def _row(method: str, results: list, labels: np.ndarray, stages: int) -> MethodRow:

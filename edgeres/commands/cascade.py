@@ -1,4 +1,5 @@
 """`edgeres cascade`: tune a low-to-high resolution confidence cascade and compare it with its baselines."""
+import sys
 from pathlib import Path
 
 import click
@@ -64,4 +65,4 @@ def _print(report) -> None:
         table.add_row(r.method, f"{r.top1:.2f}", f"{r.top1 - high.top1:+.2f}", f"{r.mean_macs / 1e6:.3f}",
                       f"{100 * r.mean_macs / high.mean_macs:.1f}", f"{r.mean_latency_ms:.3f}",
                       f"{r.p50_latency_ms:.3f}", "/".join(f"{100 * s:.0f}" for s in r.stage_share))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
