@@ -1,0 +1,165 @@
+"""Post-training calibration: activation ranges of one graph at its own resolution, cached and checked.
+
+RS-Nets give every resolution its own BNs, so the folded graphs' activation ranges differ per resolution
+and each graph is calibrated on images resized to *its* resolution.
+
+Cache: one JSON file per (graph, method) under the calibration directory (default `<out>/calib`: the cache
+belongs to the graphs it was measured on, so it sits next to the build that uses them; pass `--calib-dir` to
+share one across builds). The file stores its key (graph sha256, method, data fingerprint, image count,
+resolution, ONNX Runtime version); a file whose key differs is refused with one line naming the
+difference and never reused silently (`recalibrate=True` replaces it). Beside it goes a TensorRT-format
+calibration cache (`TRT-<ver>-EntropyCalibration2`, then `tensor: <hex of big-endian float32 scale>`,
+scale = max(|lo|, |hi|) / 127) for TensorRT <= 10 implicit INT8 users.
+"""
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .._io import read_json, write_json, write_text
+from ..data import ImageSet, eval_image, normalize, open_images
+from ..errors import EdgeresError
+from .targets import CalibSettings, GraphEntry
+
+METHODS = ("minmax", "entropy", "percentile")
+CACHE_FORMAT = 1
+TRT_CACHE_VERSION = "8502"  # TensorRT 8.5.2 (JetPack 5.1): the newest JetPack still relying on implicit INT8
+TRT_CACHE_ALGO = "EntropyCalibration2"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    key: dict  # what the ranges were measured on (see module docstring)
+    ranges: dict  # tensor name -> (lowest, highest) float, in the pre-processed graph's names
+    path: Path  # the JSON cache file
+    trt_cache: Path  # the TensorRT-format cache beside it
+
+    def to_json(self) -> dict:
+        """The `calibration` block of build.json."""
+        return {"method": self.key["method"], "images": self.key["images"], "data": self.key["data"],
+                "cache_key": {k: self.key[k] for k in ("graph_sha256", "method", "data", "images")},
+                "cache": str(self.path), "trt_cache": str(self.trt_cache)}
+
+
+def calib_key(graph: GraphEntry, settings: CalibSettings, data_fingerprint: str) -> dict:
+    import onnxruntime
+    return {"format": CACHE_FORMAT, "graph_sha256": graph.sha256, "resolution": graph.resolution,
+            "method": settings.method, "data": data_fingerprint, "images": settings.images,
+            "onnxruntime": onnxruntime.__version__}  # pre-processing (and so tensor names) may change with ORT
+
+
+def cache_file(cache_dir: Path, graph: GraphEntry, method: str) -> Path:
+    return Path(cache_dir) / f"{graph.file.stem}.{method}.json"
+
+
+def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: dict, cache_dir: Path,
+              recalibrate: bool = False) -> Calibration:
+    """Ranges of `model_path` (the pre-processed `graph`), from the cache when its key matches exactly."""
+    if settings.method not in METHODS:
+        raise EdgeresError(f"unknown calibration method {settings.method!r}: choose one of {', '.join(METHODS)}")
+    images = open_images(settings.data or export["data"], "train")  # never the eval split: keep eval honest
+    key = calib_key(graph, settings, selection_fingerprint(images, settings.images))
+    path = cache_file(cache_dir, graph, settings.method)
+    if path.exists() and not recalibrate:
+        return Calibration(key, load_ranges(path, key), path, path.with_suffix(".trt-calib.cache"))
+    batches = calibration_batches(images, graph, export, settings.images)
+    ranges = ranges_from_batches(model_path, graph.input_name, batches, settings.method)
+    write_json(path, {"key": key, "ranges": {name: list(r) for name, r in ranges.items()}})
+    trt_cache = write_text(path.with_suffix(".trt-calib.cache"), trt_cache_text(ranges))
+    return Calibration(key, ranges, path, trt_cache)
+
+
+def load_ranges(path: Path, key: dict) -> dict:
+    """The cached ranges if the stored key equals `key`; else one line saying what differs."""
+    cached = read_json(path, "calibration cache")
+    stored = cached.get("key") if isinstance(cached, dict) else None
+    if not isinstance(stored, dict) or not isinstance(cached.get("ranges"), dict):
+        raise EdgeresError(f"calibration cache {path} is damaged: delete it or pass --recalibrate")
+    diff = [f"{k} {stored.get(k)!r} != {key[k]!r}" for k in key if stored.get(k) != key[k]]
+    if diff:
+        raise EdgeresError(f"calibration cache {path} does not match this build ({'; '.join(diff)}): "
+                           f"pass --recalibrate to replace it or --calib-dir to keep both")
+    return {name: (float(lo), float(hi)) for name, (lo, hi) in cached["ranges"].items()}
+
+
+def selection_indices(count: int, n: int) -> np.ndarray:
+    """A fixed pseudo-random subset (seed 0): folder datasets are sorted by class, so the first n would
+    cover only the first classes."""
+    if n < 1:
+        raise EdgeresError(f"--calib-images must be at least 1, got {n}")
+    return np.random.default_rng(0).permutation(count)[:min(n, count)]
+
+
+def selection_fingerprint(images: ImageSet, n: int) -> str:
+    return f"{images.fingerprint}:seed0:n{min(n, len(images))}"
+
+
+def calibration_batches(images: ImageSet, graph: GraphEntry, export: dict, n: int) -> Iterator[np.ndarray]:
+    """N,C,R,R float32 batches (the graph's batch size, 1 for a static 1x3xRxR graph) at the graph's resolution."""
+    norm = export["normalization"]
+    batch = graph.input_shape[0] if isinstance(graph.input_shape[0], int) else 32
+    idx = selection_indices(len(images), n)
+    for start in range(0, len(idx), batch):
+        chunk = idx[start:start + batch]
+        if len(chunk) < batch and start:  # a static batch cannot take a short tail
+            return
+        hwc = np.stack([eval_image(images.image(i), graph.resolution, export["eval_crop_ratio"]) for i in chunk])
+        yield normalize(hwc, norm["mean"], norm["std"])
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over our batches (defined lazily: ORT is imported on use)."""
+
+    def __init__(self, input_name: str, batches: Iterator[np.ndarray]):
+        self.input_name, self.batches = input_name, iter(batches)
+
+    def get_next(self):
+        batch = next(self.batches, None)
+        return None if batch is None else {self.input_name: batch}
+
+
+def ranges_from_batches(model_path: Path, input_name: str, batches, method: str) -> dict:
+    """tensor name -> (lowest, highest) measured by ORT's calibrator (asymmetric ranges, so one
+    calibration serves both U8 and symmetric S8 activations)."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    with tempfile.TemporaryDirectory(prefix="edgeres-calib-") as tmp:
+        calibrator = create_calibrator(Path(model_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=ort_method, extra_options={"symmetric": False})
+        calibrator.collect_data(_Reader(input_name, batches))
+        data = calibrator.compute_data()
+    return {name: tuple(float(np.asarray(v).reshape(-1)[0]) for v in td.range_value) for name, td in data.items()}
+
+
+def tensors_data(ranges: dict, method: str):
+    """Our ranges as ORT TensorsData (what quantize_static reads from a calibration cache)."""
+    from onnxruntime.quantization import CalibrationMethod, TensorData, TensorsData
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    return TensorsData(ort_method, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+                                    for name, (lo, hi) in ranges.items()})
+
+
+def trt_cache_text(ranges: dict, version: str = TRT_CACHE_VERSION, algo: str = TRT_CACHE_ALGO) -> str:
+    """TensorRT calibration cache: header line, then `name: <hex>` with the float32 bits of amax/127."""
+    lines = [f"TRT-{version}-{algo}"]
+    for name, (lo, hi) in sorted(ranges.items()):
+        scale = max(abs(lo), abs(hi)) / 127.0
+        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_trt_cache(text: str) -> tuple[str, dict]:
+    """(header, tensor name -> scale) from a TensorRT calibration cache; names may contain ': '."""
+    header, *rows = [line for line in text.splitlines() if line.strip()]
+    if not header.startswith("TRT-"):
+        raise EdgeresError(f"not a TensorRT calibration cache (first line {header[:40]!r})")
+    scales = {}
+    for row in rows:
+        name, _, bits = row.rpartition(": ")
+        scales[name] = struct.unpack(">f", int(bits, 16).to_bytes(4, "big"))[0]
+    return header, scales
