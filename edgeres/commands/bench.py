@@ -1,14 +1,89 @@
-"""`edgeres bench`: not implemented yet (issue #6)."""
+"""`edgeres bench`: latency per resolution x target x batch, optional CI regression gate."""
 import click
 
-from ..options import not_implemented
+from ..options import out_option, res_option
+
+STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians")  # = edgeres.bench.stats.STATISTICS
 
 
-@click.command("bench", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args) -> None:
-    """Measure latency (p50/p90/p99), throughput and memory per resolution and precision.
+def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated integers, got {value!r}") from None
 
-    Not implemented yet (issue #6): exits 1.
+
+@click.command("bench")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--device", type=click.Choice(["cpu", "cuda", "jetson"]), default="cpu", show_default=True,
+              help="cpu: ONNX Runtime CPU. cuda: TensorRT engines (or ORT's CUDA provider). jetson: cuda + power.")
+@click.option("--target", "targets", multiple=True, help="Only these targets (repeatable; default: all runnable).")
+@res_option(help_text="Only these resolutions, e.g. 224,128 (default: all in the manifest).")
+@click.option("--batch", default="1", show_default=True, metavar="B1,B2", help="Batch sizes (static graphs run only their own).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["ort", "torch", "trt"]),
+              help="Runners (repeatable). Default: ort on cpu, trt on cuda/jetson. torch = PyTorch eager RS-Net.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: backend's own).")
+@click.option("--min-runs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Seconds of timed runs per cell.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat the whole interleaved sweep in N fresh worker processes (robust medians).")
+@out_option(required=False, help_text="Where bench.json/bench.csv go (default: DIRECTORY/bench).")
+@click.option("--baseline", type=click.Path(exists=True), default=None, help="Gate against this bench.json.")
+@click.option("--max-regression", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Percent.")
+@click.option("--statistic", type=click.Choice(STATS), default="p50", show_default=True)
+@click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
+@click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
+def command(directory, device, targets, res, batch, backends, threads, min_runs, min_time, warmup, processes, out,
+            baseline, max_regression, statistic, normalize, fail_on_missing) -> None:
+    """Measure DIRECTORY (a build dir with build.json, or an export dir with export.json).
+
+    Per (target, resolution, batch): warm-up, then interleaved timed runs until --min-runs and --min-time;
+    reports p50/p90/p99/mean/std ms, img/s, MACs, achieved GFLOP/s, latency ratio beside MACs ratio, memory,
+    and (jetson) power and energy per image. With --baseline it exits 1 when a row regresses.
+
+    \b
+    Examples:
+      edgeres bench build/rsnet                                  # ORT CPU, all targets
+      edgeres bench build/rsnet --backend ort --backend torch    # ... plus the PyTorch eager RS-Net
+      edgeres bench build/rsnet --device jetson --target trt-fp16
+      edgeres bench ci/tiny --baseline benchmarks/baselines/cpu-tiny.json --normalize
     """
-    not_implemented("bench", 6)
+    from pathlib import Path
+
+    from ..bench import bench, gate
+    from ..errors import EdgeresError
+    from ..report import print_bench_table
+
+    out = Path(out) if out else Path(directory) / "bench"
+    report = bench(directory, device, targets or None, _ints(res, "--res"), _ints(batch, "--batch"), threads,
+                   min_runs, min_time, warmup, backends or None, out, processes)
+    print_bench_table(report)
+    click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
+               f"--out {out.parent / 'report'}")
+    if baseline:
+        result = gate(baseline, report, statistic, max_regression, normalize, fail_on_missing)
+        _print_gate(result)
+        if not result.passed:
+            raise EdgeresError(result.summary())
+
+
+def _print_gate(result) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+    unit = "x ref" if result.normalized else "ms"
+    table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
+    for column in ("row", "verdict", "baseline", "current", "change"):
+        table.add_column(column, justify="left" if column in ("row", "verdict") else "right")
+    for r in result.rows:
+        fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+        table.add_row(r.label(), r.verdict, fmt(r.baseline), fmt(r.current),
+                      "-" if r.change_pct is None else f"{r.change_pct:+.1f}%")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(result.summary())

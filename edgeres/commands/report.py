@@ -1,14 +1,25 @@
-"""`edgeres report`: not implemented yet (issue #6)."""
+"""`edgeres report`: tables and plots from one or more bench reports."""
 import click
 
-from ..options import not_implemented
 
+@click.command("report")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for report.md, CSV and plots.")
+def command(inputs, out) -> None:
+    """Turn bench reports (bench.json files or their directories) into a report folder.
 
-@click.command("report", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args) -> None:
-    """Turn bench reports into tables and latency-vs-MACs / accuracy-vs-latency plots.
+    Writes report.md (Markdown table), results.csv, latency_vs_macs.png/.svg (one line per target, points
+    labelled by resolution) and, when accuracy is known (build.json or checkpoint metrics),
+    accuracy_vs_latency.png/.svg with the Pareto front across resolutions x precisions.
 
-    Not implemented yet (issue #6): exits 1.
+    \b
+    Examples:
+      edgeres report build/rsnet/bench/bench.json --out report/
+      edgeres report cpu/bench.json jetson/bench.json --out report/   # devices side by side
     """
-    not_implemented("report", 6)
+    from ..report import report
+
+    paths = report(inputs, out)
+    for name, path in paths.items():
+        click.echo(f"{name}: {path}")
+    click.echo(f"open {paths['markdown']}; to pick a deployment under a budget: edgeres select {' '.join(inputs)}")

@@ -1,0 +1,161 @@
+"""Measure latency per resolution x target x batch (raw samples, then statistics) and gate regressions.
+
+Python twin of `edgeres bench`:
+
+    report = edgeres.bench.bench("build/rsnet", device="cpu", out="build/rsnet/bench")
+    result = edgeres.bench.gate("benchmarks/baselines/cpu-tiny.json", report, normalize=True)
+
+Torch-free at import: PyTorch (eager backend) and TensorRT (cuda/jetson) load only when used.
+"""
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import EdgeresError
+from .artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
+from .gate import GateResult, compare
+from .machine import gemm_summary, machine_info
+from .stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
+from .worker import cell_key, measure
+
+DEVICES = {"cpu": "ONNX Runtime CPU (default)", "cuda": "TensorRT engines, or ONNX Runtime's CUDA provider",
+           "jetson": "cuda + nvpmodel/clock state + tegrastats power and energy per image"}
+BACKENDS = ("ort", "torch", "trt")
+
+__all__ = ["BACKENDS", "DEVICES", "EXPORT_TARGET", "TORCH_TARGET", "GateResult", "bench", "compare", "gate"]
+
+
+def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequence[str] | None = None,
+          resolutions: Sequence[int] | None = None, batch_sizes: Sequence[int] = (1,), threads: int | None = None,
+          min_runs: int = 20, min_time_s: float = 1.0, warmup: int = 10, backends: Sequence[str] | None = None,
+          out: str | os.PathLike | None = None, processes: int = 1, gemm_size: int = 256,
+          power_s: float = 3.0) -> dict[str, Any]:
+    """Bench every artifact of a build dir (build.json) or export dir (export.json); returns the bench report.
+
+    Each (target, resolution, batch) gets `warmup` untimed runs, then interleaved timed bursts until it has
+    >= `min_runs` samples and >= `min_time_s` seconds of them, in each of `processes` worker processes.
+    `backends` default: ("ort",) on cpu, ("trt",) on cuda/jetson when the build has engines. `threads` =
+    intra-op threads (None: the backend's default). Writes bench.json + bench.csv under `out` if given.
+    """
+    _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes)
+    source, found = read_inputs(manifest_dir)
+    backends, provider = _device_backends(device, backends, found)
+    artifacts = _choose(found, backends, targets, resolutions)
+    plan = {"artifacts": [a.to_json() for a in artifacts], "batch_sizes": list(batch_sizes), "threads": threads,
+            "provider": provider, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s,
+            "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None}
+    raw = measure(plan, processes)
+    report = _assemble(source, device, plan, raw, artifacts, processes)
+    if out is not None:
+        from ..report import write_bench
+        write_bench(report, out)
+    return report
+
+
+def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, statistic: str = "p50",
+         max_regression: float = 10.0, normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
+    """Compare two bench reports (paths to bench.json or report dicts); see `edgeres.bench.gate.compare`."""
+    from ..report import read_bench
+    load = (lambda r: r if isinstance(r, dict) else read_bench(r))
+    return compare(load(baseline), load(current), statistic, max_regression, normalize, fail_on_missing)
+
+
+def _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes) -> None:
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise EdgeresError(f"batch sizes must be >= 1 (got {list(batch_sizes)})")
+    if min_runs < 1 or min_time_s < 0 or warmup < 0 or processes < 1:
+        raise EdgeresError("need min_runs >= 1, min_time_s >= 0, warmup >= 0 and processes >= 1")
+
+
+def _device_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[str, ...], str]:
+    """(backends, ORT provider) for the device; off-device a one-line error says what is missing."""
+    if device not in DEVICES:
+        raise EdgeresError(f"unknown device {device!r}: valid are {', '.join(DEVICES)}")
+    unknown = sorted(set(backends or ()) - set(BACKENDS))
+    if unknown:
+        raise EdgeresError(f"unknown backend {', '.join(unknown)}: valid are {', '.join(BACKENDS)}")
+    if device == "cpu":
+        if "trt" in (backends or ()):
+            raise EdgeresError("TensorRT engines run only on --device cuda or jetson")
+        return tuple(backends or ("ort",)), "CPUExecutionProvider"
+    return _gpu_backends(device, backends, found)
+
+
+def _gpu_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[str, ...], str]:
+    from .power import missing_jetson_tools
+    from .trt_runner import cuda_available
+    if device == "jetson" and missing_jetson_tools():
+        raise EdgeresError(f"--device jetson needs a Jetson: {missing_jetson_tools()}; use --device cpu here")
+    trt_missing, ort_cuda = cuda_available(), _ort_has_cuda()
+    if trt_missing and not ort_cuda:
+        raise EdgeresError(f"--device {device} needs TensorRT on a CUDA device ({trt_missing}) or onnxruntime-gpu's "
+                           "CUDAExecutionProvider (not available): run on the GPU host, or use --device cpu")
+    has_engines = any(a.backend == "trt" for a in found)
+    backends = tuple(backends or (("trt",) if has_engines and not trt_missing else ("ort",)))
+    if "trt" in backends and trt_missing:
+        raise EdgeresError(f"the TensorRT backend is unavailable here: {trt_missing}")
+    if "ort" in backends and not ort_cuda:
+        raise EdgeresError("ONNX Runtime has no CUDAExecutionProvider here: pip install onnxruntime-gpu, or bench "
+                           "the TensorRT engines (--backend trt)")
+    return backends, "CUDAExecutionProvider"
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def _choose(found: list[Artifact], backends, targets, resolutions) -> list[Artifact]:
+    pool = [a for a in found if a.backend in backends]
+    if "torch" in backends:
+        pool += torch_rows(found)
+    chosen = select(pool, targets, resolutions)
+    if not chosen:
+        have = sorted({a.backend for a in found})
+        raise EdgeresError(f"nothing to bench with backend(s) {', '.join(backends)}: the manifest has {', '.join(have)} "
+                           "artifacts")
+    return chosen
+
+
+def _assemble(source, device, plan, raw, artifacts: list[Artifact], processes: int) -> dict[str, Any]:
+    rows = []
+    for artifact in artifacts:
+        for batch in plan["batch_sizes"]:
+            cell = raw["cells"].get(cell_key(artifact.to_json(), batch))
+            if cell is not None:
+                rows.append(_row(artifact, batch, cell, plan["provider"]))
+    if not rows:
+        raise EdgeresError("no cell could be measured: " + "; ".join(f"{s['key']}: {s['reason']}" for s in raw["skipped"]))
+    add_ratios(rows)
+    reference = raw["reference"]
+    reference["stats"] = summarize(reference["samples_ms"], reference["chunk_medians_ms"])
+    reference.update(gemm_summary(plan["gemm_size"], reference["stats"]))
+    settings = {k: plan[k] for k in ("batch_sizes", "threads", "warmup", "min_runs", "min_time_s")}
+    settings.update(processes=processes, percentile=PERCENTILE_DEFINITION, interleaved=True, **_meanings())
+    return {"source": source, "device": device, "settings": settings, "reference": reference,
+            "machine": _machine(device, plan, reference), "rows": rows, "skipped": raw["skipped"]}
+
+
+def _meanings() -> dict[str, str]:
+    return {"memory": "prepare_rss_delta_mb = resident-set growth while loading and warming this cell; "
+                      "peak_rss_mb = the measuring process's high-water mark after it (includes earlier cells)",
+            "latency": "ms per batch; host wall clock (perf_counter) except TensorRT: CUDA events, device time"}
+
+
+def _machine(device, plan, reference) -> dict[str, Any]:
+    info = machine_info(device, plan["threads"], plan["provider"])
+    info["gemm_gflops_per_s"] = reference["gflops_per_s"]
+    if device == "jetson":
+        from .power import power_state
+        info["power_state"] = power_state()
+    return info
+
+
+def _row(artifact: Artifact, batch: int, cell: dict, provider: str) -> dict[str, Any]:
+    stats = summarize(cell["samples_ms"], cell["chunk_medians_ms"])
+    row = artifact.to_json()
+    row.update(batch=batch, provider=provider if artifact.backend == "ort" else artifact.backend, stats=stats,
+               img_per_s=throughput(stats["p50"], batch), gflops_per_s=achieved_gflops(artifact.macs, batch, stats["p50"]),
+               memory=cell["memory"], power=cell["power"], samples_ms=cell["samples_ms"],
+               chunk_medians_ms=cell["chunk_medians_ms"], process_medians_ms=cell["process_medians_ms"])
+    return row

@@ -1,0 +1,109 @@
+"""Pure latency-regression gate: compare one bench report against a baseline report, row by row.
+
+A row is (target, resolution, batch, backend). change % = (current / baseline - 1) x 100 of the chosen
+statistic. Verdicts: `regressed` (change > max_regression), `improved` (change < -max_regression), `pass`,
+`missing` (in the baseline only), `new` (in the current report only). Normalised mode divides every latency
+by the same statistic of the same report's reference GEMM first, so a uniformly faster or slower machine cancels out.
+"""
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EdgeresError
+from .stats import STATISTICS
+
+VERDICTS = ("regressed", "missing", "improved", "new", "pass")
+
+
+@dataclass(frozen=True)
+class RowVerdict:
+    key: tuple  # (target, resolution, batch, backend)
+    verdict: str
+    baseline: float | None = None  # the statistic (ms, or a ratio to the reference in normalised mode)
+    current: float | None = None
+    change_pct: float | None = None
+
+    def label(self) -> str:
+        target, res, batch, backend = self.key
+        return f"{target}@{res} batch {batch} ({backend})"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    rows: list[RowVerdict]
+    statistic: str
+    max_regression_pct: float
+    normalized: bool
+    fail_on_missing: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def of(self, verdict: str) -> list[RowVerdict]:
+        return [r for r in self.rows if r.verdict == verdict]
+
+    @property
+    def passed(self) -> bool:
+        return not self.of("regressed") and not (self.fail_on_missing and self.of("missing"))
+
+    def summary(self) -> str:
+        """One line: the verdict counts and the worst regression."""
+        counts = ", ".join(f"{len(self.of(v))} {v}" for v in VERDICTS if self.of(v))
+        worst = max(self.of("regressed"), key=lambda r: r.change_pct, default=None)
+        tail = f"; worst {worst.label()} {worst.change_pct:+.1f}%" if worst else ""
+        mode = "normalised " if self.normalized else ""
+        return (f"latency gate {'passed' if self.passed else 'FAILED'} ({mode}{self.statistic}, "
+                f"max regression {self.max_regression_pct:g}%): {counts}{tail}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "statistic": self.statistic, "max_regression_pct": self.max_regression_pct,
+                "normalized": self.normalized, "fail_on_missing": self.fail_on_missing, "notes": self.notes,
+                "rows": [{"key": list(r.key), "verdict": r.verdict, "baseline": r.baseline, "current": r.current,
+                          "change_pct": r.change_pct} for r in self.rows]}
+
+
+def row_key(row: dict) -> tuple:
+    return (row["target"], int(row["resolution"]), int(row["batch"]), row.get("backend", "ort"))
+
+
+def row_values(report: dict, statistic: str = "p50", normalize: bool = False) -> dict[tuple, float]:
+    """key -> statistic of each row (ms), divided by the same statistic of the report's reference GEMM when normalising."""
+    if statistic not in STATISTICS:
+        raise EdgeresError(f"unknown statistic {statistic!r}: valid are {', '.join(STATISTICS)}")
+    scale = 1.0
+    if normalize:
+        ref = (report.get("reference") or {}).get("stats", {}).get(statistic)
+        if not ref:
+            raise EdgeresError("normalised gate needs the reference workload in both reports: re-run the baseline "
+                               "with this edgeres, or drop --normalize")
+        scale = float(ref)
+    return {row_key(r): float(r["stats"][statistic]) / scale for r in report["rows"]}
+
+
+def compare(baseline: dict, current: dict, statistic: str = "p50", max_regression: float = 10.0,
+            normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
+    """Verdict per row of `current` against `baseline` (both bench reports as dicts)."""
+    if max_regression < 0:
+        raise EdgeresError(f"--max-regression must be >= 0 (got {max_regression})")
+    base = row_values(baseline, statistic, normalize)
+    cur = row_values(current, statistic, normalize)
+    rows = [_verdict(k, base.get(k), cur.get(k), max_regression) for k in sorted(set(base) | set(cur), key=str)]
+    rows.sort(key=lambda r: (VERDICTS.index(r.verdict), -(r.change_pct or 0.0)))
+    return GateResult(rows, statistic, max_regression, normalize, fail_on_missing, _notes(baseline, current))
+
+
+def _verdict(key: tuple, base: float | None, cur: float | None, limit: float) -> RowVerdict:
+    if cur is None:
+        return RowVerdict(key, "missing", base, None)
+    if base is None:
+        return RowVerdict(key, "new", None, cur)
+    change = (cur / base - 1.0) * 100.0
+    verdict = "regressed" if change > limit else "improved" if change < -limit else "pass"
+    return RowVerdict(key, verdict, base, cur, change)
+
+
+def _notes(baseline: dict, current: dict) -> list[str]:
+    """Differences in setup that make raw latencies incomparable (worth printing, not fatal)."""
+    notes = []
+    for field_ in ("cpu_model", "threads", "onnxruntime"):
+        a, b = (baseline.get("machine") or {}).get(field_), (current.get("machine") or {}).get(field_)
+        if a != b:
+            notes.append(f"{field_} differs: baseline {a!r}, current {b!r}")
+    return notes

@@ -1,0 +1,110 @@
+"""Raw latency samples: warm-up, then interleaved timed bursts until every cell has enough runs and time.
+
+Interleaving (round-robin over cells, one short burst each) spreads slow drift of a shared machine (other
+jobs, thermal, frequency) over all cells alike instead of charging it to whichever cell ran last. The
+reference GEMM is one more cell in the same rotation, so normalising by it divides out the same drift.
+"""
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .stats import percentile
+
+GEMM_SIZE = 256  # 2 n^3 = 0.034 GFLOP, ~0.15 ms: short runs are interrupted as rarely as tiny models are; at 512
+# (1.4 ms) a busy 2-core box spread its p50 1.35-3.6 ms between runs, at 256 0.150-0.152 ms
+
+
+@dataclass
+class Cell:
+    """One (artifact, batch) to time: `run()` does one inference and returns device ms or None (host clock)."""
+
+    key: str
+    run: Callable[[], float | None]
+    samples_ms: list[float] = field(default_factory=list)
+    chunk_medians_ms: list[float] = field(default_factory=list)
+
+    def done(self, min_runs: int, min_time_s: float) -> bool:
+        return len(self.samples_ms) >= min_runs and sum(self.samples_ms) >= 1000.0 * min_time_s
+
+
+def gemm_cell(n: int = GEMM_SIZE, threads: int | None = None) -> Cell:
+    """The reference workload: float32 (n x n) @ (n x n) in ONNX Runtime (MLAS), with the rows' thread count.
+
+    ONNX Runtime rather than numpy because numpy's BLAS thread count is fixed at import and its threads
+    contend differently from ORT's pool: on a busy 2-core box a 2-thread OpenBLAS 512 GEMM spread from 1.3 to
+    190 ms, so it could not stand for "how fast is this machine right now" in the same run.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    from .runners import bench_session
+    b = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "reference_gemm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+                              [numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = bench_session(model.SerializeToString(), threads)
+    feed = {"a": np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)}
+
+    def run() -> None:
+        session.run(None, feed)
+    return Cell("reference", run)
+
+
+def time_once(cell: Cell) -> float:
+    """One run in ms: the runner's device time if it has one, else host perf_counter around the call."""
+    start = time.perf_counter()
+    device_ms = cell.run()
+    host_ms = (time.perf_counter() - start) * 1000.0
+    return host_ms if device_ms is None else device_ms
+
+
+def warm_up(cells: list[Cell], runs: int) -> None:
+    """Untimed runs: first calls allocate, pick kernels and fault in pages (nanoGPT's burn-in)."""
+    for cell in cells:
+        for _ in range(runs):
+            cell.run()
+
+
+def burst(cell: Cell, seconds: float) -> None:
+    """Timed runs of one cell for about `seconds` (at least one run); records the burst's median."""
+    samples, end = [], time.perf_counter() + seconds
+    while not samples or time.perf_counter() < end:
+        samples.append(time_once(cell))
+    cell.samples_ms.extend(samples)
+    cell.chunk_medians_ms.append(percentile(samples, 50))
+
+
+def interleave(cells: list[Cell], min_runs: int, min_time_s: float, bursts: int = 8) -> None:
+    """Round-robin bursts over unfinished cells until each has >= min_runs samples and >= min_time_s of them.
+
+    A burst lasts min_time_s / bursts, so a cell needs about `bursts` turns: enough chunks for a median of
+    medians, short enough that drift is shared.
+    """
+    seconds = max(min_time_s / bursts, 1e-3)
+    pending = list(cells)
+    while pending:
+        for cell in pending:
+            burst(cell, seconds)
+        pending = [c for c in pending if not c.done(min_runs, min_time_s)]
+
+
+def rss_mb() -> float | None:
+    """Current resident set size of this process in MiB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    import os
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident set in MiB (getrusage ru_maxrss is KiB on Linux)."""
+    import resource
+    import sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -1,0 +1,108 @@
+"""Run one measurement plan (JSON in, JSON out), in this process or in fresh worker processes.
+
+Several sequential worker processes per cell (`processes`) sample process-level luck (memory layout,
+thread placement, a neighbour's burst) that repeats inside one process; their per-process medians are kept.
+Run as `python -m edgeres.bench.worker < plan.json` by `measure`.
+"""
+import json
+import subprocess
+import sys
+from typing import Any
+
+from ..errors import EdgeresError
+from .artifacts import Artifact
+from .runners import SkipCell, make_runner
+from .stats import percentile
+from .timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
+
+
+def cell_key(artifact: dict, batch: int) -> str:
+    return f"{artifact['target']}@{artifact['resolution']}/b{batch}/{artifact['backend']}"
+
+
+def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """Prepare every (artifact, batch) cell, warm up, interleave timed bursts (plus the reference GEMM)."""
+    cells, runners, memory, skipped = [], [], {}, []
+    for item in plan["artifacts"]:
+        for batch in plan["batch_sizes"]:
+            key = cell_key(item, batch)
+            runner = make_runner(item["backend"], plan.get("threads"), plan.get("provider", "CPUExecutionProvider"))
+            before = rss_mb()
+            try:
+                inputs = runner.prepare(Artifact(**item), batch)
+            except SkipCell as why:
+                skipped.append({"key": key, "reason": str(why)})
+                continue
+            cells.append(Cell(key, _bound(runner, inputs)))
+            runners.append(runner)
+            warm_up(cells[-1:], plan["warmup"])
+            memory[key] = _memory(before)
+    reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
+    warm_up([reference], 3)
+    interleave(cells + [reference], plan["min_runs"], plan["min_time_s"])
+    power = _power(plan, cells)
+    for runner in runners:
+        runner.close()
+    return {"cells": {c.key: _result(c, memory.get(c.key), power.get(c.key)) for c in cells},
+            "reference": _result(reference, None, None), "skipped": skipped}
+
+
+def _bound(runner, inputs):
+    return lambda: runner.run(inputs)
+
+
+def _memory(before: float | None) -> dict[str, float | None]:
+    after = rss_mb()
+    return {"prepare_rss_delta_mb": None if before is None or after is None else round(after - before, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 2)}
+
+
+def _power(plan: dict, cells: list[Cell]) -> dict:
+    if not plan.get("power"):
+        return {}
+    from .power import measure_power
+    return measure_power(cells, **plan["power"], batch_of=lambda key: int(key.rsplit("/b", 1)[1].split("/")[0]))
+
+
+def _result(cell: Cell, memory, power) -> dict[str, Any]:
+    return {"samples_ms": [round(s, 6) for s in cell.samples_ms],
+            "chunk_medians_ms": [round(s, 6) for s in cell.chunk_medians_ms],
+            "process_medians_ms": [round(percentile(cell.samples_ms, 50), 6)], "memory": memory, "power": power}
+
+
+def measure(plan: dict[str, Any], processes: int = 1) -> dict[str, Any]:
+    """run_plan here (processes=1) or in `processes` fresh sequential worker processes, merged."""
+    if processes <= 1:
+        return run_plan(plan)
+    results = [_in_subprocess(plan) for _ in range(processes)]
+    merged = results[0]
+    for other in results[1:]:
+        for key, cell in [*other["cells"].items(), ("reference", other["reference"])]:
+            into = merged["reference"] if key == "reference" else merged["cells"][key]
+            for field in ("samples_ms", "chunk_medians_ms", "process_medians_ms"):
+                into[field] = into[field] + cell[field]
+            if cell["memory"]:
+                into["memory"]["peak_rss_mb"] = max(into["memory"]["peak_rss_mb"], cell["memory"]["peak_rss_mb"])
+    return merged
+
+
+def _in_subprocess(plan: dict[str, Any]) -> dict[str, Any]:
+    run = subprocess.run([sys.executable, "-m", "edgeres.bench.worker"], input=json.dumps(plan),
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgeresError(f"a bench worker process failed: {last}")
+    return json.loads(run.stdout)
+
+
+def main() -> None:
+    try:
+        result = run_plan(json.loads(sys.stdin.read()))
+    except EdgeresError as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(1)
+    sys.stdout.write(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

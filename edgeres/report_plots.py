@@ -1,0 +1,74 @@
+"""Plots for `edgeres report` (matplotlib, Agg backend, imported only here and only when drawing)."""
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from . import _optional
+from ._io import write_bytes
+
+
+def _pyplot():
+    matplotlib = _optional.require("matplotlib", "drawing report plots")
+    matplotlib.use("Agg")  # files only: no display on CI or a Jetson over ssh
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, stem: Path, prefix: str = "") -> dict[str, Path]:
+    """Write PNG and SVG through _io (atomic); returns {"<prefix>png": path, "<prefix>svg": path}."""
+    paths = {}
+    for ext in ("png", "svg"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, dpi=150, bbox_inches="tight")
+        paths[f"{prefix}{ext}"] = write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue())
+    return paths
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    lines = defaultdict(list)
+    for row in rows:
+        lines[row["series"]].append(row)
+    return {name: sorted(points, key=lambda r: r["resolution"]) for name, points in lines.items()}
+
+
+def plot_latency_vs_macs(rows: list[dict[str, Any]], stem: Path) -> dict[str, Path]:
+    """p50 latency (ms) against MMACs per image, one line per series, points labelled by resolution."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in _series([r for r in rows if r.get("macs")]).items():
+        xs, ys = [p["macs"] / 1e6 for p in points], [p["p50_ms"] for p in points]
+        ax.plot(xs, ys, marker="o", label=name)
+        for x, y, p in zip(xs, ys, points):
+            ax.annotate(str(p["resolution"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("MMACs per image")
+    ax.set_ylabel("p50 latency per batch (ms)")
+    ax.set_title("Latency vs MACs (labels: resolution in px)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    try:
+        return _save(fig, stem)
+    finally:
+        plt.close(fig)
+
+
+def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, Any]], stem: Path) -> dict[str, Path]:
+    """Top-1 (%) against p50 latency (ms) for batch-1 rows, with the Pareto front as a step line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in _series([r for r in rows if r["batch"] == 1 and r.get("top1") is not None]).items():
+        ax.scatter([p["p50_ms"] for p in points], [p["top1"] for p in points], label=name)
+        for p in points:
+            ax.annotate(str(p["resolution"]), (p["p50_ms"], p["top1"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    ax.step([p["p50_ms"] for p in front], [p["top1"] for p in front], where="post", color="black",
+            linestyle="--", label="Pareto front")
+    ax.set_xlabel("p50 latency, batch 1 (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title("Accuracy vs latency across resolutions x precisions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    try:
+        return _save(fig, stem, "accuracy_")
+    finally:
+        plt.close(fig)

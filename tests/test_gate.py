@@ -1,0 +1,67 @@
+"""The regression gate's verdicts on constructed reports (recorded-sample style, no timing)."""
+import numpy as np
+import pytest
+
+from edgeres.bench.gate import compare
+from edgeres.bench.stats import summarize
+from edgeres.errors import EdgeresError
+
+BASE_MS = {64: 2.0, 48: 1.2, 32: 0.6}  # a model's true latency per resolution
+
+
+def fake_report(seed: int, slowdown: float = 1.0, machine: float = 1.0, noise: float = 0.03, res=(64, 48, 32)) -> dict:
+    """A bench report whose samples are true latency x slowdown x machine speed x lognormal noise."""
+    rng = np.random.default_rng(seed)
+
+    def stats(ms):
+        return summarize(list(ms * machine * rng.lognormal(0, noise, 200)))
+    rows = [{"target": "onnx-fp32", "resolution": r, "batch": 1, "backend": "ort",
+             "stats": stats(BASE_MS[r] * slowdown)} for r in res]
+    return {"rows": rows, "reference": {"stats": stats(0.15)}, "machine": {"threads": 2}}
+
+
+def test_repeated_runs_with_noise_pass():
+    for seed in range(1, 6):
+        result = compare(fake_report(0), fake_report(seed))
+        assert result.passed and {r.verdict for r in result.rows} == {"pass"}, result.summary()
+
+
+def test_real_25_percent_slowdown_fails_with_the_amount():
+    result = compare(fake_report(0), fake_report(1, slowdown=1.25))
+    assert not result.passed and len(result.of("regressed")) == 3
+    assert all(20 < r.change_pct < 30 for r in result.rows)
+    assert "FAILED" in result.summary() and "+2" in result.summary()
+
+
+def test_normalised_mode_cancels_a_uniformly_slower_machine():
+    raw = compare(fake_report(0), fake_report(1, machine=2.0))
+    assert not raw.passed  # raw latencies doubled
+    normalised = compare(fake_report(0), fake_report(1, machine=2.0), normalize=True)
+    assert normalised.passed
+    slower_model = compare(fake_report(0), fake_report(1, machine=2.0, slowdown=1.25), normalize=True)
+    assert not slower_model.passed  # ...but a real model slowdown still shows through
+
+
+def test_improved_missing_and_new_rows():
+    current = fake_report(1, slowdown=0.5, res=(64, 48))
+    current["rows"].append({**current["rows"][0], "resolution": 96})
+    result = compare(fake_report(0), current)
+    verdicts = {r.key[1]: r.verdict for r in result.rows}
+    assert verdicts == {64: "improved", 48: "improved", 32: "missing", 96: "new"}
+    assert result.passed  # missing is reported, not fatal...
+    assert not compare(fake_report(0), current, fail_on_missing=True).passed  # ...unless asked
+
+
+def test_threshold_and_statistic_choices():
+    result = compare(fake_report(0), fake_report(1, slowdown=1.25), max_regression=30)
+    assert result.passed
+    assert compare(fake_report(0), fake_report(1), statistic="median_of_medians").passed
+    with pytest.raises(EdgeresError, match="unknown statistic"):
+        compare(fake_report(0), fake_report(1), statistic="p42")
+
+
+def test_normalised_mode_needs_the_reference():
+    old = fake_report(0)
+    del old["reference"]
+    with pytest.raises(EdgeresError, match="reference workload"):
+        compare(old, fake_report(1), normalize=True)
