@@ -336,6 +336,9 @@ def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_dro
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
     (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
         data or runner.source.data, tune_on, limit)
+    if report_set.info.channels != len(src.mean):
+        raise EdgeresError(f"{report_set.info.name} has {report_set.info.channels}-channel images, the graphs take "
+                           f"{len(src.mean)}: pass the --data the model was trained on")
     logits = np.stack([_stage_logits(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))])
     tuning = tune_thresholds(np.stack([runner._confidence(l) for l in logits]), logits.argmax(-1),
                              tune_set.labels[tune_idx], [s.macs for s in runner.stages], max_drop)

@@ -180,13 +180,25 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
 
 # ---------------------------------------------------------------- CLI
 
+def rgb_folder(root):
+    from PIL import Image
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(root / split / cls / f"{i}.png")
+    return root
+
+
 @pytest.mark.parametrize("args, message", [
     (["{dir}", "--max-drop", "-1"], "--max-drop must be >= 0"),
+    (["{dir}", "--data", "{rgb}"], "has 3-channel images, the graphs take 1"),
     (["{dir}", "--target", "ort-int8"], "--target applies to a build directory"),
     (["{empty}"], "not found"),
 ])
 def test_cli_one_line_errors(export_dir, tmp_path, args, message):
-    args = [a.format(dir=export_dir, empty=tmp_path) for a in args]
+    args = [a.format(dir=export_dir, empty=tmp_path, rgb=tmp_path / "rgb") for a in args]
+    rgb_folder(tmp_path / "rgb")
     result = CliRunner().invoke(cli, ["cascade"] + args + ["--out", str(tmp_path / "o")])
     assert result.exit_code in (1, 2), result.output
     assert message in result.stderr and result.stderr.strip().count("\n") == 0
