@@ -10,6 +10,7 @@ import numpy as np
 
 from .data import ImageSet, eval_batches, open_images
 from .errors import EdgeresError
+from .manifest import read_manifest
 from .resolutions import parse_resolutions
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # N,C,H,W float32 -> N,classes logits
@@ -86,3 +87,78 @@ def check_classes(images: ImageSet, num_classes: int, source) -> None:
     if len(images.info.classes) != num_classes:
         raise EdgeresError(f"{images.info.name} has {len(images.info.classes)} classes but {source} predicts "
                            f"{num_classes}: use the data the model was trained on")
+
+
+# ONNX artifacts (export/build outputs): ONNX Runtime only, no torch, so the device side can run it too.
+def is_onnx_source(path: str | os.PathLike) -> bool:
+    """A .onnx file, a build.json/export.json, or a directory holding one of them (and no checkpoint)."""
+    from pathlib import Path
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".onnx" or path.name in ("build.json", "export.json")
+    return not (path / "checkpoint.json").exists() and any((path / n).exists() for n in ("build.json", "export.json"))
+
+
+def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
+                  split: str = "val", batch_size: int = 64, limit: int | None = None) -> dict[str, Accuracy]:
+    """Top-1/top-5 with ONNX Runtime of every ONNX graph a build/export manifest lists (or of one .onnx).
+
+    Keys are "<target>@<resolution>" ("export@<resolution>" for exported graphs); TensorRT engines are skipped
+    (they run only on their device). Preprocessing and data come from the manifest.
+    """
+    manifest, entries = onnx_entries(path)
+    if resolutions:
+        wanted = set(parse_resolutions(resolutions))
+        entries = [e for e in entries if e[1] in wanted]
+    if not entries:
+        raise EdgeresError(f"{path}: no ONNX graph to evaluate (at the requested resolutions)")
+    images = open_images(data or manifest["data"], split)
+    check_classes(images, len(manifest["classes"]), manifest["_path"])
+    norm, crop = manifest["normalization"], manifest["eval_crop_ratio"]
+    results = {}
+    for label, res, file in entries:
+        score, static_batch = onnx_scorer(file)
+        batches = eval_batches(images, res, norm["mean"], norm["std"], crop, static_batch or batch_size, limit)
+        results[label] = accuracy_of(batches, score)
+    return results
+
+
+def onnx_scorer(file) -> tuple[Scorer, int | None]:
+    """(scorer, the graph's static batch size or None when the batch axis is dynamic)."""
+    from .runtime import ort_session
+    session = ort_session(file)
+    node = session.get_inputs()[0]
+    batch = node.shape[0] if isinstance(node.shape[0], int) else None
+    return (lambda x: session.run(None, {node.name: np.ascontiguousarray(x, dtype=np.float32)})[0]), batch
+
+
+def onnx_entries(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int, object]]]:
+    """(manifest, [(label, resolution, absolute file)]) for a build/export source."""
+    from pathlib import Path
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return single_onnx_entry(path)
+    kind = "build" if (path.is_dir() and (path / "build.json").exists()) or path.name == "build.json" else "export"
+    manifest = read_manifest(path, kind)
+    base = Path(manifest["_path"]).parent
+    rows = manifest["artifacts"] if kind == "build" else manifest["graphs"]
+    return manifest, [entry_of(row, base) for row in rows if row.get("backend", "ort") == "ort"]
+
+
+def entry_of(row: dict, base) -> tuple[str, int, object]:
+    from ._io import contained
+    return f"{row.get('target', 'export')}@{row['resolution']}", row["resolution"], contained(base, row["file"])
+
+
+def single_onnx_entry(path) -> tuple[dict, list]:
+    """A lone .onnx is evaluated with the preprocessing of the build/export manifest that lists it."""
+    for folder in (path.parent, path.parent.parent):
+        for kind in ("build", "export"):
+            if not (folder / f"{kind}.json").exists():
+                continue
+            manifest, entries = onnx_entries(folder / f"{kind}.json")
+            found = [e for e in entries if e[2] == path.resolve()]
+            if found:
+                return manifest, found
+    raise EdgeresError(f"{path} is not listed in a build.json/export.json beside it (or one folder up): "
+                       f"evaluate its build or export directory instead")

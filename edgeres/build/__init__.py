@@ -48,7 +48,7 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
     images = open_eval_images(export, data) if evaluate else None
     rows = [row_for(t, graph, run_builder(t, base, graph), images, base)
             for t in order for graph in graphs]
-    body = manifest_body(export, export_path, data, rows)
+    body = manifest_body(export, export_path, data, kept_rows(Path(out), export_path, rows) + rows)
     write_manifest(Path(out) / "build.json", "build", body)
     return body
 
@@ -119,7 +119,21 @@ def row_for(target: Target, graph: GraphEntry, artifact: Artifact, images, ctx: 
     return {"target": target.name, "resolution": graph.resolution, "file": relative(artifact.file, ctx.out),
             "sha256": sha256_file(artifact.file), "bytes": artifact.file.stat().st_size,
             "backend": target.backend, "precision": artifact.precision, "macs": graph.macs, "params": graph.params,
+            "input": graph.raw["input"], "output": graph.raw["output"],
             "calibration": artifact.calibration, "accuracy": accuracy, "accuracy_note": note, **artifact.extra}
+
+
+def kept_rows(out: Path, export_path: Path, rows: list[dict]) -> list[dict]:
+    """Rows of an earlier build.json in `out` (same export, file unchanged) that this build did not redo,
+    so `--target int8-qdq` on the host and `--target trt-int8` on the device end up in one manifest."""
+    if not (out / "build.json").exists():
+        return []
+    old = read_manifest(out, "build")
+    if old["export"]["sha256"] != sha256_file(export_path):
+        return []
+    redone = {(r["target"], r["resolution"]) for r in rows}
+    return [r for r in old["artifacts"] if (r["target"], r["resolution"]) not in redone
+            and (out / r["file"]).is_file() and sha256_file(out / r["file"]) == r["sha256"]]
 
 
 def relative(path: Path, base: Path) -> str:

@@ -6,6 +6,7 @@ Both INT8 graphs come from ONE calibration per resolution (`calib.calibrate`, ca
   batch 1): U8 act / S8 w 7.1 ms vs FP32 20.2 ms, while S8 activations ran 17.5 ms (shared FACTS.md).
 - `int8-qdq`: symmetric S8 activations and weights, which is what TensorRT's explicit quantization takes.
 """
+import logging
 import tempfile
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def calib_dir(ctx: BuildContext) -> Path:
 def preprocess(src: Path, dest: Path) -> Path:
     """ORT's recommended pre-quantization pass (shape inference + basic optimisation) into `dest`."""
     from onnxruntime.quantization import quant_pre_process
+    # ORT logs every shape-inference pass at INFO; keep it for -vv only.
+    logging.getLogger("onnxruntime.quantization").setLevel(max(logging.getLogger().level, logging.WARNING)
+                                                             if logging.getLogger().level > logging.DEBUG else 0)
     try:
         quant_pre_process(str(src), str(dest))
     except Exception as exc:  # noqa: BLE001 - ORT/onnx raise many types for graphs they cannot process

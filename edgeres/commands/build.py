@@ -1,14 +1,65 @@
-"""`edgeres build`: not implemented yet (issue #5)."""
+"""`edgeres build`: precision variants (INT8 QDQ, FP16, LQ-Net low-bit, TensorRT engines) from export.json."""
 import click
 
-from ..options import not_implemented
+from ..options import data_option, res_option
 
 
-@click.command("build", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args) -> None:
-    """Build deployable variants (ORT INT8/FP16, LQ-Net low-bit, TensorRT engines) from export.json.
+def _targets_help() -> str:
+    from ..build.targets import TARGETS, LQ_EXAMPLES
+    lines = [f"  {t.name:<10} {t.description}" for t in TARGETS.values()]
+    lines.append(f"  lq-w<K>a<J> LQ-Net learned K-bit weights / J-bit activations ({', '.join(LQ_EXAMPLES)})")
+    lines.append("  trt-lq-w<K>a<J> TensorRT engine from that LQ graph")
+    return "\n".join(lines)
 
-    Not implemented yet (issue #5): exits 1.
+
+@click.command("build", epilog="\b\nTargets:\n" + _targets_help())
+@click.argument("export_dir", type=click.Path(exists=True))
+@click.option("--target", "targets", multiple=True, required=True, metavar="NAME",
+              help="Build target (repeatable); see the list below.")
+@click.option("--calib-data", default=None, metavar="NAME|DIR",
+              help="Calibration images (train split); default: the export's data.")
+@click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Calibration images per resolution.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--calib-dir", type=click.Path(file_okay=False), default=None,
+              help="Calibration cache directory (default: OUT/calib).")
+@click.option("--recalibrate", is_flag=True, help="Replace calibration caches that do not match instead of failing.")
+@res_option(help_text="Only these exported resolutions (default: all in export.json).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: EXPORT_DIR, so build.json sits beside export.json).")
+@data_option()
+@click.option("--eval-images", type=click.IntRange(min=1), default=None,
+              help="Measure top-1 on the first N val images only (default: all).")
+@click.option("--no-eval", is_flag=True, help="Skip the accuracy measurement.")
+def command(export_dir, targets, calib_data, calib_images, calib_method, calib_dir, recalibrate, res, out, data,
+            eval_images, no_eval) -> None:
+    """Build deployable variants of EXPORT_DIR's graphs and record them, with ORT top-1, in OUT/build.json.
+
+    \b
+    Examples:
+      edgeres build build/rsnet --target ort-int8 --target int8-qdq --calib-images 512
+      edgeres build build/rsnet --target trt-fp16 --target trt-int8     # on the Jetson
     """
-    not_implemented("build", 5)
+    from ..build import build
+
+    out = out or export_dir
+    manifest = build(export_dir, out, list(targets), data=data, calib_images=calib_images,
+                     calib_method=calib_method, eval_images=eval_images, calib_data=calib_data, calib_dir=calib_dir,
+                     resolutions=res, recalibrate=recalibrate, evaluate=not no_eval)
+    print_build_table(manifest, out)
+    click.echo(f"next: edgeres bench {out} --device cpu", err=True)
+
+
+def print_build_table(manifest: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{out}/build.json")
+    for column in ("target", "res", "precision", "MB", "top-1 %", "top-5 %", "file"):
+        table.add_column(column, justify="left" if column in ("target", "precision", "file") else "right")
+    for row in manifest["artifacts"]:
+        acc = row["accuracy"] or {}
+        top1 = f"{acc['top1']:.2f}" if acc else (row.get("accuracy_note") or "-")[:28]
+        table.add_row(row["target"], str(row["resolution"]), row["precision"], f"{row['bytes'] / 1e6:.2f}", top1,
+                      f"{acc['top5']:.2f}" if acc else "-", row["file"])
+    Console().print(table)

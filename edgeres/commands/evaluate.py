@@ -1,4 +1,4 @@
-"""`edgeres eval`: top-1/top-5 per resolution of a checkpoint."""
+"""`edgeres eval`: top-1/top-5 per resolution of a checkpoint, or of ONNX artifacts (export/build outputs)."""
 import click
 
 from ..options import data_option, json_option, res_option
@@ -17,16 +17,23 @@ from ..options import data_option, json_option, res_option
 def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path) -> None:
     """Evaluate CHECKPOINT (a directory from train/import) at each resolution.
 
+    CHECKPOINT may also be an export or build directory (export.json / build.json) or one .onnx they list:
+    then every ONNX graph is evaluated with ONNX Runtime (no torch needed).
+
     \b
     Examples:
       edgeres eval runs/rs                       # its own data, its trained resolutions
       edgeres eval runs/rs --res 28,22,12 --json runs/rs/eval.json
+      edgeres eval build/rs --limit 500          # every ONNX artifact in build/rs/build.json
     """
     from .._io import write_json
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, evaluate_onnx, is_onnx_source
     from ..report_table import print_accuracy_table
 
-    results = evaluate(checkpoint, data, res, split, batch_size, limit, nearest)
+    if is_onnx_source(checkpoint):
+        results = evaluate_onnx(checkpoint, data, res, split, batch_size, limit)
+    else:
+        results = evaluate(checkpoint, data, res, split, batch_size, limit, nearest)
     print_accuracy_table(results, title=f"{checkpoint} ({split})")
     if json_path:
         write_json(json_path, {str(r): a.to_json() for r, a in results.items()})
