@@ -1,0 +1,179 @@
+"""Export: verified ONNX graphs per resolution (BNs folded), export.json, determinism, atomicity, bad input."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+from click.testing import CliRunner  # noqa: E402
+
+from edgeres.checkpoint import CheckpointInfo, save_checkpoint  # noqa: E402
+from edgeres.cli import cli  # noqa: E402
+from edgeres.data import eval_batches, open_images  # noqa: E402
+from edgeres.errors import EdgeresError  # noqa: E402
+from edgeres.export import export  # noqa: E402
+from edgeres.models import ArchSpec, at_resolution, build_rsnet  # noqa: E402
+from edgeres.runtime import ort_session  # noqa: E402
+
+from .conftest import TINY_RES, randomize_bn  # noqa: E402
+
+RES = "28,24,12"  # two trained resolutions and one interpolated (between 28 and 20)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: OpenMP spinning with 2 threads is far slower here
+    yield
+    torch.set_num_threads(before)
+
+
+def make_checkpoint(directory, arch: str):
+    spec = ArchSpec(arch, 10, in_channels=1, width_mult=0.25 if arch == "mobilenet_v2" else 1.0, small_input=True)
+    torch.manual_seed(0)
+    model = build_rsnet(spec, TINY_RES)
+    randomize_bn(model)  # resolutions must differ, or a wrong BN would go unnoticed
+    classes = open_images("fashion-mnist-mini", "val").info.classes
+    info = CheckpointInfo(spec, TINY_RES, (0.2860,), (0.3530,), 1.0, "fashion-mnist-mini", classes)
+    save_checkpoint(directory, model.eval(), info)
+    return directory, model.eval()
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "mbv2", "mobilenet_v2")
+
+
+@pytest.fixture(scope="module")
+def exported(mobilenet, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "mbv2"
+    return out, export(mobilenet[0], out, RES, verify_images=16)
+
+
+def ort_vs_rsnet(model, path, res: int, n: int = 8) -> float:
+    """Independent of export's own check: our RS-Net at res vs ONNX Runtime on real images."""
+    x, _ = next(eval_batches(open_images("fashion-mnist-mini", "val"), res, (0.2860,), (0.3530,), 1.0, n, n))
+    session = ort_session(path)
+    got = np.concatenate([session.run(None, {"input": x[i:i + 1]})[0] for i in range(n)])
+    with torch.no_grad(), at_resolution(model, res):
+        ref = model(torch.from_numpy(x)).numpy()
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    return float(np.abs(got - ref).max())
+
+
+def test_mobilenet_graphs_match_pytorch_and_have_no_batchnorm(mobilenet, exported):
+    out, manifest = exported
+    assert [g["resolution"] for g in manifest["graphs"]] == [28, 24, 12]
+    assert [g["bn"] for g in manifest["graphs"]] == ["exact", "interpolated", "exact"]
+    for g in manifest["graphs"]:
+        proto = onnx.load(out / g["file"])
+        assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
+        assert ort_vs_rsnet(mobilenet[1], out / g["file"], g["resolution"]) < 1e-4
+        assert g["max_abs_diff"] <= g["tolerance"] < 1e-3 and g["top1_agreement"] == 1.0
+        assert g["input"] == {"name": "input", "shape": [1, 1, g["resolution"], g["resolution"]]}
+        assert g["output"] == {"name": "logits", "shape": [1, 10]}
+
+
+def test_manifest_records_checkpoint_costs_and_metadata(mobilenet, exported):
+    from edgeres._io import sha256_file
+    out, manifest = exported
+    assert json.loads((out / "export.json").read_text())["graphs"] == manifest["graphs"]
+    ck = json.loads((mobilenet[0] / "checkpoint.json").read_text())
+    assert manifest["checkpoint"]["sha256"] == ck["weights"]["sha256"]
+    assert manifest["quant"] is None and manifest["normalization"] == ck["normalization"]
+    macs = {g["resolution"]: g["macs"] for g in manifest["graphs"]}
+    assert macs[28] > macs[24] > macs[12] > 0
+    for g in manifest["graphs"]:
+        assert g["sha256"] == sha256_file(out / g["file"]) and g["bytes"] == (out / g["file"]).stat().st_size
+        assert g["feature_map"] == (2 if g["resolution"] >= 20 else 1)
+        props = {p.key: p.value for p in onnx.load(out / g["file"]).metadata_props}
+        assert props["edgeres.resolution"] == str(g["resolution"]) and props["edgeres.bn"] == g["bn"]
+        assert props["edgeres.checkpoint_sha256"] == ck["weights"]["sha256"]
+        assert json.loads(props["edgeres.mean"]) == [0.286] and props["edgeres.num_classes"] == "10"
+
+
+def test_resnet_graphs_match_pytorch(tmp_path):
+    ck, model = make_checkpoint(tmp_path / "r18", "resnet18")
+    manifest = export(ck, tmp_path / "out", "28,12", verify_images=4)
+    for g in manifest["graphs"]:
+        assert ort_vs_rsnet(model, tmp_path / "out" / g["file"], g["resolution"], n=4) < 1e-3
+        assert "BatchNormalization" not in {n.op_type for n in onnx.load(tmp_path / "out" / g["file"]).graph.node}
+
+
+def test_same_checkpoint_twice_gives_identical_bytes(mobilenet, exported, tmp_path):
+    out, manifest = exported
+    again = export(mobilenet[0], tmp_path / "again", RES, verify_images=2)
+    for first, second in zip(manifest["graphs"], again["graphs"]):
+        assert (out / first["file"]).read_bytes() == (tmp_path / "again" / second["file"]).read_bytes()
+
+
+def test_nearest_and_dynamic_batch(mobilenet, tmp_path):
+    manifest = export(mobilenet[0], tmp_path / "o", "32", allow_nearest=True, dynamic_batch=True, verify_images=4)
+    (g,) = manifest["graphs"]
+    assert g["bn"] == "nearest" and g["bn_source"]["high"] == 28
+    assert g["input"]["shape"] == ["batch", 1, 32, 32]
+
+
+def test_failed_export_leaves_nothing_and_keeps_a_previous_export(mobilenet, exported, tmp_path, monkeypatch):
+    import edgeres.export as stage
+    calls = []
+
+    def fail_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return real(*args)
+    real = stage.verify_graph
+    monkeypatch.setattr(stage, "verify_graph", fail_second)
+    with pytest.raises(RuntimeError, match="injected"):
+        export(mobilenet[0], tmp_path / "new", RES, verify_images=2)
+    assert list(tmp_path.iterdir()) == []  # no directory, no temp file beside it
+    out = exported[0]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls.clear()
+    with pytest.raises(RuntimeError, match="injected"):
+        export(mobilenet[0], out, RES, verify_images=2)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
+def test_reexport_replaces_graphs_but_keeps_other_stages_files(mobilenet, tmp_path):
+    out = tmp_path / "o"
+    export(mobilenet[0], out, "28,20", verify_images=2)
+    (out / "build.json").write_text("{}")
+    export(mobilenet[0], out, "12", verify_images=2)
+    assert sorted(p.name for p in out.iterdir()) == ["build.json", "export.json", "mobilenet_v2_r12.onnx"]
+
+
+def one_line_error(args, code=1):
+    result = CliRunner().invoke(cli, ["export", *args])
+    assert result.exit_code == code, result.output
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    return result.stderr
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing(mobilenet, tmp_path):
+    out = tmp_path / "out"
+    assert "outside the trained range" in one_line_error([str(mobilenet[0]), "--res", "40", "--out", str(out)])
+    assert "not a checkpoint directory" in one_line_error([str(tmp_path / "missing"), "--out", str(out)])
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for f in mobilenet[0].iterdir():
+        corrupt.joinpath(f.name).write_bytes(f.read_bytes()[: 1000 if f.suffix == ".safetensors" else None])
+    assert "modified or truncated" in one_line_error([str(corrupt), "--out", str(out)])
+    (tmp_path / "file").write_text("x")
+    assert "cannot create output directory" in one_line_error([str(mobilenet[0]), "--out", str(tmp_path / "file" / "o")])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    assert "holds no export.json" in one_line_error([str(mobilenet[0]), "--out", str(tmp_path / "full")])
+    assert "--opset 9" in one_line_error([str(mobilenet[0]), "--out", str(out), "--opset", "9"], code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt", "file", "full"]
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+
+
+def test_cli_prints_table_and_next_step(mobilenet, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(mobilenet[0]), "--res", "20", "--out", str(tmp_path / "o"),
+                                      "--verify-images", "2"])
+    assert result.exit_code == 0, result.output
+    assert "mobilenet_v2_r20.onnx" in result.stdout and "edgeres build" in result.stdout
