@@ -38,6 +38,7 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
     if not targets:
         raise EdgeresError(f"no build target given: choose from {', '.join(target_names())}")
     order = with_prerequisites(list(targets))  # unknown names fail here, before any work
+    check_extras(order)
     export = read_manifest(export_dir, "export")
     export_path = Path(export["_path"])
     graphs = graph_entries(export, export_path.parent, resolutions)
@@ -80,11 +81,15 @@ def graph_entry(raw: dict, export_dir: Path, where: str) -> GraphEntry:
                       io_out["name"], raw.get("macs"), raw.get("params"), raw)
 
 
-def preflight(order: list[Target], ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) -> None:
-    """Fail before any work: TensorRT missing for a trt target; stale caches dropped when asked."""
+def check_extras(order: list[Target]) -> None:
+    """A trt target without TensorRT fails now, in one line, not after the ONNX targets were built."""
     if any(t.backend == "trt" for t in order):
         from .trt import require_tensorrt
         require_tensorrt(next(t.name for t in order if t.backend == "trt"))
+
+
+def preflight(order: list[Target], ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) -> None:
+    """Stale calibration caches are dropped when asked (`recalibrate`), before any builder runs."""
     if recalibrate:
         from .calib import cache_file
         from .ort import calib_dir

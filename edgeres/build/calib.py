@@ -11,7 +11,9 @@ difference and never reused silently (`recalibrate=True` replaces it). Beside it
 calibration cache (`TRT-<ver>-EntropyCalibration2`, then `tensor: <hex of big-endian float32 scale>`,
 scale = max(|lo|, |hi|) / 127) for TensorRT <= 10 implicit INT8 users.
 """
+import contextlib
 import struct
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,9 @@ METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = 1
 TRT_CACHE_VERSION = "8502"  # TensorRT 8.5.2 (JetPack 5.1): the newest JetPack still relying on implicit INT8
 TRT_CACHE_ALGO = "EntropyCalibration2"
+# ORT's entropy default (128 bins, 128 quantized bins) leaves exactly one candidate threshold, i.e. min/max;
+# 2048 bins / 128 quantized bins is the TensorRT entropy calibrator's setting (GTC 2017 S7310).
+METHOD_OPTIONS = {"entropy": {"num_bins": 2048, "num_quantized_bins": 128}}
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,11 @@ def ranges_from_batches(model_path: Path, input_name: str, batches, method: str)
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
-    with tempfile.TemporaryDirectory(prefix="edgeres-calib-") as tmp:
+    options = {"symmetric": False, **METHOD_OPTIONS.get(method, {})}
+    # ORT's histogram calibrators print progress to stdout, where our results go.
+    with tempfile.TemporaryDirectory(prefix="edgeres-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
         calibrator = create_calibrator(Path(model_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=ort_method, extra_options={"symmetric": False})
+                                       calibrate_method=ort_method, extra_options=options)
         calibrator.collect_data(_Reader(input_name, batches))
         data = calibrator.compute_data()
     return {name: tuple(float(np.asarray(v).reshape(-1)[0]) for v in td.range_value) for name, td in data.items()}
