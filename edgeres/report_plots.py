@@ -32,6 +32,13 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {name: sorted(points, key=lambda r: r["resolution"]) for name, points in lines.items()}
 
 
+def _log_if_wide(set_scale, values: list[float]) -> None:
+    """Log axis when values span more than 20x (e.g. PyTorch eager beside ORT), else small ones pile up at 0."""
+    values = [v for v in values if v and v > 0]
+    if values and max(values) / min(values) > 20:
+        set_scale("log")
+
+
 def plot_latency_vs_macs(rows: list[dict[str, Any]], stem: Path) -> dict[str, Path]:
     """p50 latency (ms) against MMACs per image, one line per series, points labelled by resolution."""
     plt = _pyplot()
@@ -41,6 +48,7 @@ def plot_latency_vs_macs(rows: list[dict[str, Any]], stem: Path) -> dict[str, Pa
         ax.plot(xs, ys, marker="o", label=name)
         for x, y, p in zip(xs, ys, points):
             ax.annotate(str(p["resolution"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    _log_if_wide(ax.set_yscale, [r["p50_ms"] for r in rows if r.get("macs")])
     ax.set_xlabel("MMACs per image")
     ax.set_ylabel("p50 latency per batch (ms)")
     ax.set_title("Latency vs MACs (labels: resolution in px)")
@@ -61,8 +69,10 @@ def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, A
         for p in points:
             ax.annotate(str(p["resolution"]), (p["p50_ms"], p["top1"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-    ax.step([p["p50_ms"] for p in front], [p["top1"] for p in front], where="post", color="black",
-            linestyle="--", label="Pareto front")
+    ax.step([p["p50_ms"] for p in front], [p["top1"] for p in front], where="post", color="black", linestyle="--")
+    ax.scatter([p["p50_ms"] for p in front], [p["top1"] for p in front], s=140, facecolors="none",
+               edgecolors="black", label="Pareto front")
+    _log_if_wide(ax.set_xscale, [r["p50_ms"] for r in rows if r["batch"] == 1 and r.get("top1") is not None])
     ax.set_xlabel("p50 latency, batch 1 (ms)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title("Accuracy vs latency across resolutions x precisions")

@@ -121,16 +121,16 @@ def _with_checkpoint(rows: list[Artifact], checkpoint: str | None) -> list[Artif
 
 
 def torch_rows(artifacts: list[Artifact]) -> list[Artifact]:
-    """PyTorch eager rows (the RS-Net switched per resolution), one per resolution with known MACs."""
+    """PyTorch eager rows (the RS-Net switched per resolution), one per resolution, with the checkpoint's own
+    (PyTorch-measured) top-1, not a built artifact's."""
     checkpoints = {a.checkpoint for a in artifacts if a.checkpoint}
     if not checkpoints:
         raise EdgeresError("the PyTorch eager backend needs the checkpoint the graphs came from, and the "
                            "manifest's checkpoint path does not exist here: drop --backend torch")
-    by_res = {}
-    for a in artifacts:
-        if a.resolution not in by_res or a.target == EXPORT_TARGET:
-            by_res[a.resolution] = a
-    return [Artifact(TORCH_TARGET, r, "torch", None, a.macs, a.params, "fp32", a.accuracy, a.checkpoint)
+    checkpoint = sorted(checkpoints)[0]
+    metrics = _checkpoint_metrics(checkpoint)
+    by_res = {a.resolution: a for a in artifacts}
+    return [Artifact(TORCH_TARGET, r, "torch", None, a.macs, a.params, "fp32", metrics.get(r), checkpoint)
             for r, a in sorted(by_res.items(), reverse=True)]
 
 
