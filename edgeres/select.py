@@ -160,8 +160,8 @@ def _load_report(report) -> tuple[dict, str]:
     if isinstance(report, dict):
         data, where = report, str(report.get("_path", "bench report"))
     else:
-        from .manifest import read_manifest
-        data = read_manifest(report, "bench")
+        from .report import read_bench  # the bench stage's validating reader
+        data = read_bench(report)
         where = data["_path"]
     if not isinstance(data.get("rows"), list) or not data["rows"]:
         raise EdgeresError(f"{where} has no rows: run edgeres bench again")
