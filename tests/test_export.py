@@ -48,7 +48,7 @@ def mobilenet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(mobilenet, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "mbv2"
-    return out, export(mobilenet[0], out, RES, verify_images=16)
+    return out, export(mobilenet[0], out, RES, switchable=True, verify_images=16)
 
 
 def ort_vs_rsnet(model, path, res: int, n: int = 8) -> float:
@@ -103,9 +103,11 @@ def test_resnet_graphs_match_pytorch(tmp_path):
 
 def test_same_checkpoint_twice_gives_identical_bytes(mobilenet, exported, tmp_path):
     out, manifest = exported
-    again = export(mobilenet[0], tmp_path / "again", RES, verify_images=2)
-    for first, second in zip(manifest["graphs"], again["graphs"]):
-        assert (out / first["file"]).read_bytes() == (tmp_path / "again" / second["file"]).read_bytes()
+    again = export(mobilenet[0], tmp_path / "again", RES, switchable=True, verify_images=2)
+    files = [g["file"] for g in manifest["graphs"]] + [manifest["switchable"]["file"]]
+    assert files == [g["file"] for g in again["graphs"]] + [again["switchable"]["file"]]
+    for name in files:
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
 def test_nearest_and_dynamic_batch(mobilenet, tmp_path):
@@ -177,3 +179,36 @@ def test_cli_prints_table_and_next_step(mobilenet, tmp_path):
                                       "--verify-images", "2"])
     assert result.exit_code == 0, result.output
     assert "mobilenet_v2_r20.onnx" in result.stdout and "edgeres build" in result.stdout
+
+
+def test_switchable_graph_equals_folded_graphs_at_every_trained_resolution(exported):
+    out, manifest = exported
+    sw = manifest["switchable"]
+    proto = onnx.load(out / sw["file"])
+    ops = {n.op_type for n in proto.graph.node}
+    assert "BatchNormalization" not in ops and "Gather" in ops
+    assert sw["inputs"] == [{"name": "input", "shape": [1, 1, "height", "width"]}, {"name": "res_index", "shape": [1]}]
+    assert sw["resolutions"] == list(TINY_RES)
+    switchable = ort_session(out / sw["file"])
+    folded = {g["resolution"]: out / g["file"] for g in manifest["graphs"]}
+    for index, res in enumerate(TINY_RES):
+        x, _ = next(eval_batches(open_images("fashion-mnist-mini", "val"), res, (0.2860,), (0.3530,), 1.0, 4, 4))
+        got = switchable.run(None, {"input": x[:1], "res_index": np.array([index])})[0]
+        if res in folded:  # 20 was not exported as a folded graph: checked against PyTorch instead
+            ref = ort_session(folded[res]).run(None, {"input": x[:1]})[0]
+            np.testing.assert_allclose(got, ref, atol=1e-5)
+        check = sw["checks"][str(res)]
+        assert check["reference"] == ("folded-onnx" if res in folded else "pytorch")
+        assert check["max_abs_diff"] <= check["tolerance"] and check["top1_agreement"] == 1.0
+    # 28 and 12 folded were exported, 20 was not: the S=3 total is estimated from their mean
+    assert sw["folded_bytes_estimated"] and sw["bytes"] < 0.5 * sw["folded_bytes_total"]
+    assert set(sw["latency_ms"]) == {"28", "12"} and all(v["switchable_ms"] > 0 for v in sw["latency_ms"].values())
+
+
+def test_switchable_module_equals_rsnet_in_pytorch(tiny_rsnet):
+    from edgeres.export_switchable import SwitchableGraph
+    graph = SwitchableGraph(tiny_rsnet)
+    for index, res in enumerate(TINY_RES):
+        x = torch.randn(2, 1, res, res)
+        with torch.no_grad(), at_resolution(tiny_rsnet, res):
+            torch.testing.assert_close(graph(x, torch.tensor([index])), tiny_rsnet(x), rtol=1e-5, atol=1e-6)

@@ -57,7 +57,8 @@ def test_resolutions_differ_and_original_is_untouched(tiny_rsnet):
     with torch.no_grad():
         a, b = specialize(tiny_rsnet, 28)(x), specialize(tiny_rsnet, 20)(x)
     assert (a - b).abs().max() > 1e-3  # private BNs really differ, so the test above can tell them apart
-    assert all(torch.equal(v, tiny_rsnet.state_dict()[k]) for k, v in before.items())
+    after = tiny_rsnet.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert any(isinstance(m, SwitchableBatchNorm2d) for m in tiny_rsnet.modules())
 
 

@@ -56,8 +56,13 @@ def _print_summary(manifest: dict, out: str) -> None:
     console.print(table)
     sw = manifest.get("switchable")
     if sw:
-        console.print(f"switchable: {sw['file']} ({sw['bytes'] / 1e6:.2f} MB vs {sw['folded_bytes_total'] / 1e6:.2f} MB "
-                      f"for {len(sw['resolutions'])} folded graphs); max abs diff {sw['max_abs_diff']:.2e}")
+        total = sw["folded_bytes_total"]
+        versus = f" vs {total / 1e6:.2f} MB for {len(sw['resolutions'])} folded graphs" if total else ""
+        console.print(f"switchable: {sw['file']} ({sw['bytes'] / 1e6:.2f} MB{versus}), res_index over "
+                      f"{sw['resolutions']}, max abs diff vs folded {sw['max_abs_diff']:.1e}")
+        for res, t in sw["latency_ms"].items():
+            console.print(f"  {res} px: switchable {t['switchable_ms']:.3f} ms, folded {t['folded_ms']:.3f} ms "
+                          "(indicative)")
     console.print(f"next: edgeres build {out} --target ort-int8 --target trt-fp16")
 
 
