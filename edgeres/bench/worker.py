@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import EdgeresError
 from .artifacts import Artifact
-from .runners import SkipCell, make_runner
+from .runners import SkipCell, TorchRunner, make_runner
 from .stats import percentile
 from .timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
 
@@ -22,6 +22,20 @@ def cell_key(artifact: dict, batch: int) -> str:
 
 def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """Prepare every (artifact, batch) cell, warm up, interleave timed bursts (plus the reference GEMM)."""
+    cells, runners, memory, skipped = _prepare(plan)
+    reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
+    warm_up([reference], 3)
+    interleave(cells + [reference], plan["min_runs"], plan["min_time_s"])
+    power = _power(plan, cells)
+    for runner in runners:
+        runner.close()
+    TorchRunner._models.clear()  # one checkpoint load per plan, not a cache across plans
+    return {"cells": {c.key: _result(c, memory.get(c.key), power.get(c.key)) for c in cells},
+            "reference": _result(reference, None, None), "skipped": skipped}
+
+
+def _prepare(plan: dict[str, Any]) -> tuple[list[Cell], list, dict, list]:
+    """(cells, runners, memory per key, skipped cells with reasons); each cell is warmed right after loading."""
     cells, runners, memory, skipped = [], [], {}, []
     for item in plan["artifacts"]:
         for batch in plan["batch_sizes"]:
@@ -37,14 +51,7 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
             runners.append(runner)
             warm_up(cells[-1:], plan["warmup"])
             memory[key] = _memory(before)
-    reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
-    warm_up([reference], 3)
-    interleave(cells + [reference], plan["min_runs"], plan["min_time_s"])
-    power = _power(plan, cells)
-    for runner in runners:
-        runner.close()
-    return {"cells": {c.key: _result(c, memory.get(c.key), power.get(c.key)) for c in cells},
-            "reference": _result(reference, None, None), "skipped": skipped}
+    return cells, runners, memory, skipped
 
 
 def _bound(runner, inputs):
