@@ -86,9 +86,10 @@ def qem_basis(x: torch.Tensor, idx: torch.Tensor, order: torch.Tensor, codes: to
     BᵀB and Bᵀx are accumulated per level (counts and sums), so B itself ([M, K]) is never materialised.
     """
     channels, levels = x.shape[0], order.shape[0]
-    counts = torch.zeros(channels, levels, dtype=torch.float64, device=x.device)
-    counts.scatter_add_(1, idx, torch.ones_like(x, dtype=torch.float64))
-    sums = torch.zeros_like(counts).scatter_add_(1, idx, x.double())
+    flat = (idx + levels * torch.arange(channels, device=x.device).unsqueeze(1)).reshape(-1)
+    # bincount, not a float64 copy of x: activations of a big batch have ~1e8 elements
+    counts = torch.bincount(flat, minlength=channels * levels).double().reshape(channels, levels)
+    sums = torch.bincount(flat, x.reshape(-1), minlength=channels * levels).double().reshape(channels, levels)
     e = codes.double().to(x.device)[order.t()]  # [C, L, K] code of the l-th sorted level of channel c
     btb = torch.einsum("cl,clk,clj->ckj", counts, e, e) + ridge * torch.eye(e.shape[2], dtype=torch.float64,
                                                                              device=x.device)
