@@ -8,6 +8,8 @@ torch = pytest.importorskip("torch")
 from edgeres.models import ArchSpec, build_rsnet  # noqa: E402
 
 TINY_RES = (28, 20, 12)
+# Tiny models on a shared 2-core box: extra intra-op threads only add contention (2 s vs 35 s seen under load).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
