@@ -10,7 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .._io import write_bytes, write_text
+from .._io import sha256_file, write_bytes, write_text
 from .._optional import available, require
 from ..errors import EdgeresError
 from .targets import Artifact, BuildContext, GraphEntry, get_target
@@ -69,7 +69,6 @@ def build_engine(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     source = ctx.prerequisite(graph)
     precision = get_target(ctx.target).precision
     device = device_name()
-    from .._io import sha256_file
     folder = ctx.out / "engines"
     engine = folder / engine_name(sha256_file(source.file), graph.resolution, precision, trt.__version__, device)
     timing = folder / f"timing-trt{trt.__version__}-{slug(device)}.cache"
