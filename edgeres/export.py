@@ -19,7 +19,8 @@ from . import __version__, _optional
 from ._io import atomic_path, read_json, sha256_file, write_bytes
 from .errors import EdgeresError, EdgeresUsageError
 from .manifest import read_manifest, write_manifest
-from .onnx_checks import ABS_TOL, REL_TOL, agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
+from .onnx_checks import (ABS_TOL, FLOAT_RULE, REL_TOL, STEP_RULE, Rule, agreement, check_graph, io_spec,
+                          onnx_from_module, require_agreement, with_metadata)
 from .resolutions import parse_resolutions
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ class Source:
     images: Any  # ImageSet used for verification
     sides: dict[int, int]  # resolution -> final feature-map side (px)
     ort_logits: dict[int, np.ndarray] = field(default_factory=dict)  # folded graphs' verified outputs
+
+    @property
+    def rule(self) -> Rule:
+        """LQ activation quantizers (steps) can flip on rounding: they get the looser, stated STEP_RULE."""
+        from .arch import parse_quant
+        quant = self.info.arch.quant
+        return STEP_RULE if quant is not None and parse_quant(quant)[1] is not None else FLOAT_RULE
 
     def graph_name(self, tag: str) -> str:
         return f"{self.info.arch.name}_{tag}.onnx"
@@ -220,7 +228,7 @@ def verify_graph(src: Source, path: Path, res: int, settings: ExportSettings):
     xs = verification_inputs(src, res, settings.verify_images)
     got = ort_logits(path, xs)
     result = agreement(torch_logits(src, xs, res, settings.allow_nearest), got)
-    require_agreement(result, f"{path.name} at {res} px")
+    require_agreement(result, f"{path.name} at {res} px", src.rule)
     src.ort_logits[res] = got
     return result
 
@@ -233,5 +241,11 @@ def _manifest_body(src: Source, settings: ExportSettings, graphs: list, switchab
             "normalization": {"mean": list(info.mean), "std": list(info.std)},
             "eval_crop_ratio": info.eval_crop_ratio, "quant": info.arch.quant, "opset": settings.opset,
             "dynamic_batch": settings.dynamic_batch, "macs_convention": MACS_CONVENTION,
-            "tolerance_rule": f"max|ort - torch| <= {ABS_TOL:g} + {REL_TOL:g} * max|torch logits|; top-1 agrees",
+            "verification": _rule_json(src.rule),
             "graphs": graphs, "switchable": switchable}
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    return {"rule": rule.name, "tolerance": f"|ort - torch| <= {ABS_TOL:g} + {REL_TOL:g} * max|torch logits|",
+            "min_images_within_tolerance": rule.min_within, "min_top1_agreement": rule.min_top1,
+            "reference": "the PyTorch RS-Net at each resolution (switchable graph: the folded graphs)"}

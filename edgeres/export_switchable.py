@@ -119,7 +119,7 @@ def verify_switchable(src: Source, path: Path, index: int, res: int, settings: E
         ref = torch_logits(src, xs, res, settings.allow_nearest)
     got = ort_logits(path, xs, {"res_index": np.array([index], np.int64)})
     result = agreement(ref, got)
-    require_agreement(result, f"{path.name} at {res} px (res_index {index})")
+    require_agreement(result, f"{path.name} at {res} px (res_index {index})", src.rule)
     return {**result.to_json(), "reference": reference}
 
 

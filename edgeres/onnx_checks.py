@@ -66,23 +66,40 @@ def io_spec(proto) -> dict[str, list[dict[str, Any]]]:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """When a graph counts as computing the model: shares of images that must agree."""
+
+    name: str
+    min_within: float  # share of images whose every logit is within tolerance
+    min_top1: float  # share of images with the same argmax (numerical ties excused)
+
+
+FLOAT_RULE = Rule("float", 1.0, 1.0)
+# LQ-Net activation quantizers are step functions: a rounding difference of ~1e-7 (BN folding, ORT's kernels)
+# can move a value across a threshold and change it by a whole level. Measured on a random-weight w2a2
+# ResNet18 at 28 px: 4 of 64 images off by up to 0.044 after folding, the other 60 within 1e-6.
+STEP_RULE = Rule("lq-activations", 0.9, 0.98)
+
+
+@dataclass(frozen=True)
 class Agreement:
     """How closely `got` logits follow `ref` logits on the same images."""
 
     max_abs_diff: float
     tolerance: float  # ABS_TOL + REL_TOL * max|ref|
-    top1_agreement: float  # fraction of images with the same argmax
+    within: float  # share of images whose every logit is within tolerance
+    top1_agreement: float  # share of images with the same argmax
     ties: int  # disagreements where ref's two classes differ by <= tolerance (numerical ties)
     images: int
 
-    @property
-    def ok(self) -> bool:
-        disagree = round((1.0 - self.top1_agreement) * self.images)
-        return self.max_abs_diff <= self.tolerance and disagree == self.ties
+    def ok(self, rule: Rule = FLOAT_RULE) -> bool:
+        excused = (self.top1_agreement * self.images + self.ties) / self.images
+        return self.within >= rule.min_within and excused >= rule.min_top1 - 1e-9
 
     def to_json(self) -> dict[str, Any]:
         return {"max_abs_diff": float(self.max_abs_diff), "tolerance": float(self.tolerance),
-                "top1_agreement": self.top1_agreement, "top1_ties": self.ties, "verify_images": self.images}
+                "within_tolerance": self.within, "top1_agreement": self.top1_agreement, "top1_ties": self.ties,
+                "verify_images": self.images}
 
 
 def agreement(ref: np.ndarray, got: np.ndarray) -> Agreement:
@@ -91,15 +108,18 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> Agreement:
     if ref.shape != got.shape:
         raise EdgeresError(f"output shapes differ: PyTorch {ref.shape} vs ONNX Runtime {got.shape}")
     tol = ABS_TOL + REL_TOL * float(np.abs(ref).max(initial=0.0))
+    diff = np.abs(ref - got).max(axis=1, initial=0.0)
     a, b = ref.argmax(1), got.argmax(1)
     rows = np.nonzero(a != b)[0]
     ties = int(sum(abs(ref[i, a[i]] - ref[i, b[i]]) <= tol for i in rows))
-    return Agreement(float(np.abs(ref - got).max(initial=0.0)), tol, float((a == b).mean()), ties, len(ref))
+    return Agreement(float(diff.max(initial=0.0)), tol, float((diff <= tol).mean()), float((a == b).mean()), ties,
+                     len(ref))
 
 
-def require_agreement(result: Agreement, where: str) -> None:
+def require_agreement(result: Agreement, where: str, rule: Rule = FLOAT_RULE) -> None:
     """Fail loudly: the exported graph does not compute what the model computes."""
-    if not result.ok:
+    if not result.ok(rule):
         raise EdgeresError(
-            f"{where}: ONNX Runtime disagrees with PyTorch (max abs diff {result.max_abs_diff:.3g} vs tolerance "
-            f"{result.tolerance:.3g}, top-1 agreement {100 * result.top1_agreement:.1f}%): not exported")
+            f"{where}: ONNX Runtime disagrees with PyTorch (max abs diff {result.max_abs_diff:.3g}, tolerance "
+            f"{result.tolerance:.3g}, {100 * result.within:.0f}% of images within it, top-1 agreement "
+            f"{100 * result.top1_agreement:.1f}%; rule {rule.name}): not exported")

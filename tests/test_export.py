@@ -212,3 +212,34 @@ def test_switchable_module_equals_rsnet_in_pytorch(tiny_rsnet):
         x = torch.randn(2, 1, res, res)
         with torch.no_grad(), at_resolution(tiny_rsnet, res):
             torch.testing.assert_close(graph(x, torch.tensor([index])), tiny_rsnet(x), rtol=1e-5, atol=1e-6)
+
+
+def test_agreement_rules_excuse_ties_and_step_flips_only_where_stated():
+    from edgeres.onnx_checks import FLOAT_RULE, STEP_RULE, agreement
+    ref = np.tile(np.array([[1.0, 0.0, -1.0]]), (50, 1))
+    assert agreement(ref, ref + 1e-6).ok(FLOAT_RULE)
+    flipped = ref.copy()
+    flipped[0] = [0.0, 1.0, -1.0]  # one image changed by a quantizer step: argmax differs too
+    result = agreement(ref, flipped)
+    assert result.within == 0.98 and result.top1_agreement == 0.98 and result.ties == 0
+    assert not result.ok(FLOAT_RULE) and result.ok(STEP_RULE)
+    tie = np.array([[1.0, 1.0 - 1e-6, 0.0]])  # PyTorch itself cannot tell classes 0 and 1 apart
+    assert agreement(tie, tie[:, [1, 0, 2]]).ok(FLOAT_RULE)
+
+
+def test_lq_checkpoint_exports_with_levels_kept_per_channel(tmp_path):
+    """The LQ-Net contract: freeze_for_export() before folding keeps <= 2^K weight values per output channel."""
+    pytest.importorskip("edgeres.models.lq")
+    spec = ArchSpec("mobilenet_v2", 10, in_channels=1, width_mult=0.25, small_input=True, quant="w2a2")
+    torch.manual_seed(0)
+    model = build_rsnet(spec, TINY_RES)
+    randomize_bn(model)
+    info = CheckpointInfo(spec, TINY_RES, (0.2860,), (0.3530,), 1.0, "fashion-mnist-mini",
+                          open_images("fashion-mnist-mini", "val").info.classes)
+    manifest = export(save_checkpoint(tmp_path / "lq", model.eval(), info), tmp_path / "o", "20", verify_images=8)
+    assert manifest["quant"] == "w2a2" and manifest["verification"]["rule"] == "lq-activations"
+    proto = onnx.load(tmp_path / "o" / manifest["graphs"][0]["file"])
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    convs = [weights[n.input[1]] for n in proto.graph.node if n.op_type == "Conv"]
+    distinct = [max(len(np.unique(w[c])) for c in range(w.shape[0])) for w in convs]
+    assert distinct[0] > 4 and all(d <= 4 for d in distinct[1:])  # first conv stays full precision (LQ-Nets)
