@@ -158,3 +158,18 @@ def test_build_and_onnx_eval_run_with_torch_blocked(built, tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["4", "4"]
+
+
+def test_build_reads_what_edgeres_export_writes(tiny_rsnet, tiny_spec, tmp_path):
+    """Integration with the real export stage (random-weight RS-Net: structure only, no accuracy claim)."""
+    from edgeres.checkpoint import CheckpointInfo, save_checkpoint
+    from edgeres.data import open_images
+    from edgeres.export import export
+    classes = open_images("fashion-mnist-mini", "val").info.classes
+    info = CheckpointInfo(tiny_spec, (28, 20, 12), (0.286,), (0.353,), 1.0, "fashion-mnist-mini", classes)
+    save_checkpoint(tmp_path / "ckpt", tiny_rsnet, info)
+    export(tmp_path / "ckpt", tmp_path / "exp", "28,12", verify_images=4)
+    manifest = build(tmp_path / "exp", tmp_path / "exp", ["ort-int8", "fp16"], calib_images=16, eval_images=16)
+    assert sorted((r["target"], r["resolution"]) for r in manifest["artifacts"]) == [
+        ("fp16", 12), ("fp16", 28), ("ort-int8", 12), ("ort-int8", 28)]
+    assert all(r["macs"] > 0 and r["accuracy"]["count"] == 16 for r in manifest["artifacts"])
