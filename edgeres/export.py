@@ -71,8 +71,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: S
     """
     _optional.torch("exporting a checkpoint")
     settings = _settings(opset, dynamic_batch, allow_nearest, verify_images)
-    src, res_list = _open_source(checkpoint, resolutions, data, allow_nearest)
     out = _prepare_out(Path(out))
+    src, res_list = _open_source(checkpoint, resolutions, data, allow_nearest)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         graphs = [export_resolution(src, res, tmp, settings) for res in res_list]
@@ -109,6 +109,9 @@ def _open_source(checkpoint, resolutions, data, allow_nearest: bool) -> tuple[So
         raise EdgeresError(f"{checkpoint} does not name its data: pass --data to verify the graphs on real images")
     images = open_images(data or info.data, "val")
     check_classes(images, info.arch.num_classes, checkpoint)
+    if images.info.channels != info.arch.in_channels:
+        raise EdgeresError(f"{images.info.name} has {images.info.channels}-channel images but {checkpoint} takes "
+                           f"{info.arch.in_channels}: pass the --data the model was trained on")
     sides = check_resolutions_fit(model, sorted(set(res_list) | set(info.resolutions)), info.arch.in_channels)
     return Source(model, info, digest, Path(checkpoint).resolve(), images, sides), res_list
 

@@ -170,8 +170,18 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(mobilenet, tmp_path):
     (tmp_path / "full" / "notes.txt").write_text("mine")
     assert "holds no export.json" in one_line_error([str(mobilenet[0]), "--out", str(tmp_path / "full")])
     assert "--opset 9" in one_line_error([str(mobilenet[0]), "--out", str(out), "--opset", "9"], code=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt", "file", "full"]
+    rgb = make_rgb_folder(tmp_path / "rgb")
+    assert "3-channel images" in one_line_error([str(mobilenet[0]), "--out", str(out), "--data", str(rgb)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt", "file", "full", "rgb"]
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+
+
+def make_rgb_folder(root):
+    from PIL import Image
+    for c in range(10):
+        (root / "val" / f"c{c}").mkdir(parents=True)
+        Image.new("RGB", (8, 8), (c, c, c)).save(root / "val" / f"c{c}" / "a.png")
+    return root
 
 
 def test_cli_prints_table_and_next_step(mobilenet, tmp_path):
