@@ -15,7 +15,8 @@ from ..options import data_option, out_option, res_option
 @click.option("--switchable", is_flag=True,
               help="Also export one graph with dynamic H/W, weights stored once and per-resolution BN affine "
                    "tables chosen by a second input `res_index` (index into the trained resolutions, high->low).")
-@click.option("--nearest", is_flag=True, help="Outside the trained range, use the nearest trained BN instead of failing.")
+@click.option("--nearest", is_flag=True,
+              help="Outside the trained range, use the nearest trained BN instead of failing.")
 @click.option("--verify-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="Real images per resolution on which ONNX Runtime must match PyTorch.")
 @data_option()
@@ -23,8 +24,9 @@ def command(checkpoint, res, out, opset, dynamic_batch, switchable, nearest, ver
     """Export CHECKPOINT to ONNX: per resolution, the RS-Net with that resolution's BNs folded into the convs.
 
     Every graph is checked before it counts: onnx.checker, no BatchNormalization node left, and ONNX Runtime
-    equal to the PyTorch RS-Net on real images (max abs diff within tolerance, top-1 agreement 100%).
-    OUT/export.json lists each graph with its MACs, parameters and checks; `edgeres build` reads it.
+    equal to the PyTorch RS-Net on real images (max abs diff within tolerance, top-1 agreement 100%; LQ-Net
+    step activations get a stated looser rule). OUT/export.json lists each graph with its MACs
+    (multiply-accumulates), parameters and checks; `edgeres build` reads it.
 
     \b
     Examples:
@@ -63,7 +65,9 @@ def _print_summary(manifest: dict, out: str) -> None:
         for res, t in sw["latency_ms"].items():
             console.print(f"  {res} px: switchable {t['switchable_ms']:.3f} ms, folded {t['folded_ms']:.3f} ms "
                           "(indicative)")
-    console.print(f"next: edgeres build {out} --target ort-int8 --target trt-fp16")
+    quant = manifest.get("quant")
+    targets = f"--target lq-{quant.removeprefix('lq:')}" if quant else "--target ort-int8 --target trt-fp16"
+    console.print(f"next: edgeres build {out} {targets}")
 
 
 def _si(n: int) -> str:
