@@ -61,7 +61,8 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
         checkpoint = checkpoint.with_metrics(_val_metrics(model, data, resolutions, info, val_limit))
     out = save_checkpoint(out, model, checkpoint)
     if finetune_epochs > 0:
-        out = _finetune(out, data, resolutions, spec, finetune_epochs, finetune_options or {})
+        out = _finetune(out, data, resolutions, spec, finetune_epochs,
+                        {"extra": {"imported": checkpoint.training}, **(finetune_options or {})})
     return out
 
 

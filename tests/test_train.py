@@ -119,3 +119,16 @@ def test_config_file_sets_train_options_and_individual_mode(tmp_path):
     meta = json.loads((out / "individual-16" / "checkpoint.json").read_text())
     assert meta["resolutions"] == [16] and meta["training"]["lr"] == 0.02 and meta["arch"]["width_mult"] == 0.25
     assert meta["ensemble_weights"] is None and "16 px" in result.stdout
+
+
+def test_quantized_run_starts_from_a_full_precision_checkpoint(tmp_path, toy_checkpoint):
+    pytest.importorskip("edgeres.models.lq")
+    from safetensors.torch import load_file
+    config = dict(TOY, train_limit=64, val_limit=16, epochs=1, lr=1e-9, warmup_epochs=0.0, holdout=0)
+    out = train(TrainConfig(out=str(tmp_path / "lq"), quant="lq:w2a2", init=str(toy_checkpoint), **config))
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["arch"]["quant"] == "w2a2"
+    fp, q = load_file(toy_checkpoint / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any("quantizer" in k for k in q) and not any("quantizer" in k for k in fp)
+    conv = next(k for k in fp if k.endswith("features.0.0.weight"))
+    assert torch.allclose(fp[conv], q[conv], atol=1e-6)  # copied, then barely moved at lr 1e-9
