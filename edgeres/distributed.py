@@ -68,7 +68,3 @@ def barrier(ctx: Dist) -> None:
     if ctx.active:
         dist.barrier()
 
-
-def broadcast_flag(flag: bool, ctx: Dist) -> bool:
-    """Rank 0's decision (e.g. 'a user error happened') for everyone, so no rank waits forever."""
-    return bool(all_sum([float(flag) if ctx.main else 0.0], ctx)[0])

@@ -103,6 +103,8 @@ def train(config: TrainConfig) -> Path:
         out, runs = Path(config.out), {}
         for r in config.res:  # same options, one resolution each: the paper's I-Nets baselines
             sub = replace(config, res=(r,), mode="parallel", out=str(out / f"individual-{r}"))
+            # --resume: finished models are kept, the interrupted one continues, the rest start afresh
+            sub = replace(sub, resume=config.resume and (train_loop.state_dir(sub.out) / "resume.pt").is_file())
             if not (config.resume and (Path(sub.out) / "checkpoint.json").is_file()):
                 train_loop.run(sub, ctx, label=f"individual {r}px")
             runs[r] = Path(sub.out)
