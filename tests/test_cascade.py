@@ -81,6 +81,23 @@ def test_tuning_three_stages_uses_the_middle_stage():
     assert tuning.mean_macs == (1 + 11 + 11 + 111) / 4
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tuning_matches_exhaustive_search_on_random_cases(seed):
+    import itertools
+    rng = np.random.default_rng(seed)
+    labels, conf = rng.integers(0, 3, 30), rng.random((3, 30))
+    preds = np.where(rng.random((3, 30)) < 0.4 + 0.4 * conf, labels, (labels + 1) % 3)
+    macs, drop = [1, 4, 16], 5.0
+    floor = cc.top1_pct(preds[-1], labels) - drop
+    best = np.inf
+    for thresholds in itertools.product(*[np.concatenate([[np.inf], c]) for c in conf[:-1]]):
+        stops = cc.stop_stages(conf, thresholds)
+        if cc.top1_pct(cc.pick(preds, stops), labels) >= floor - 1e-9:
+            best = min(best, cc.cascade_macs(stops, macs).mean())
+    tuning = cc.tune_thresholds(conf, preds, labels, macs, drop)
+    assert tuning.mean_macs == pytest.approx(best) and tuning.top1 >= floor - 1e-9
+
+
 def test_random_baseline_reproducible_by_seed():
     a, b = cc.random_stages(50, 3, seed=7), cc.random_stages(50, 3, seed=7)
     assert a.tolist() == b.tolist() and set(a.tolist()) == {0, 1, 2}
