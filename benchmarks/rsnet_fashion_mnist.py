@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout", type=int, default=500)
     parser.add_argument("--train-limit", type=int, default=4000)
-    parser.add_argument("--sweep", default="0.03,0.1")
+    parser.add_argument("--sweep", default="0.01,0.03,0.1")
     parser.add_argument("--sweep-epochs", type=int, default=1)
     parser.add_argument("--sweep-limit", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)

@@ -36,7 +36,6 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
     """
     _optional.torch("importing a model")
     from .data import open_images
-    from .models import build_plain, check_resolutions_fit, convert_to_switchable
     from .train_setup import data_label
 
     resolutions = parse_resolutions(resolutions)
@@ -45,10 +44,7 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
     spec = ArchSpec(arch, num_classes=num_classes or len(info.classes), in_channels=in_channels or info.channels,
                     width_mult=width_mult, small_input=small_input)
     _check_data_fits(spec, info, data)
-    model = build_plain(spec)
-    load_into(model, _source_state(arch, weights), f"weights {weights}")
-    convert_to_switchable(model, resolutions).eval()
-    check_resolutions_fit(model, resolutions, spec.in_channels)
+    model = switchable_from_weights(spec, weights, resolutions)
     if recalibrate:
         for res in resolutions:
             recalibrate_bn(model, res, train_images, calib_images, batch_size)
@@ -64,6 +60,16 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
         out = _finetune(out, data, resolutions, spec, finetune_epochs,
                         {"extra": {"imported": checkpoint.training}, **(finetune_options or {})})
     return out
+
+
+def switchable_from_weights(spec: ArchSpec, weights: str | os.PathLike, resolutions: Sequence[int]):
+    """The plain torchvision model with `weights`, every BN made switchable (still exactly the original), eval mode."""
+    from .models import build_plain, check_resolutions_fit, convert_to_switchable
+    model = build_plain(spec)
+    load_into(model, _source_state(spec.name, weights), f"weights {weights}")
+    convert_to_switchable(model, resolutions).eval()
+    check_resolutions_fit(model, resolutions, spec.in_channels)
+    return model
 
 
 def _check_data_fits(spec: ArchSpec, info, data: str) -> None:
