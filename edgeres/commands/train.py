@@ -60,7 +60,7 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
           --res 28,24,20,16,12 --crop-scale 0.5,1 --epochs 6 --holdout 1000 --out runs/rs
       edgeres train ... --out runs/rs --resume                # after an interruption
       edgeres train ... --mode individual --out runs/inets    # I-Net baselines
-      torchrun --nproc_per_node 2 -m edgeres train ... --out runs/rs   # data-parallel (DDP)
+      torchrun --standalone --nproc_per_node 2 -m edgeres train ... --out runs/rs   # DDP
       edgeres --config train.toml train --out runs/rs         # [train] table sets any option
     """
     from ..train import TrainConfig, train
