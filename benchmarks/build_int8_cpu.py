@@ -6,6 +6,7 @@ takes top-1 from build.json (ONNX Runtime, full val split) and times each graph 
 
     nice -n 10 .venv/bin/python benchmarks/build_int8_cpu.py                       # trains ~5 min first
     .venv/bin/python benchmarks/build_int8_cpu.py --checkpoint runs/rs --threads 2
+    .venv/bin/python benchmarks/build_int8_cpu.py --tiny-cnn        # 3-conv CNN from the tests, ~1 min
 
 Writes benchmarks/results/build_int8_cpu.{json,md}. Latency: --warmup runs, then --runs timed runs of
 session.run on one preprocessed image; p50 in ms (the median resists the noise of a shared machine).
@@ -51,7 +52,13 @@ def measure(args) -> dict:
     from edgeres.build import build
     from edgeres.export import export
     export_dir = Path(args.work) / "export"
-    export(checkpoint_for(args), export_dir, args.res)
+    if args.tiny_cnn:  # the build tests' 3-conv CNN, trained in seconds (no RS-Net; for slow machines)
+        import sys
+        sys.path.insert(0, str(Path(__file__).parent.parent))
+        from tests.test_build_support import make_tiny_export
+        make_tiny_export(export_dir)
+    else:
+        export(checkpoint_for(args), export_dir, args.res)
     manifest = build(export_dir, export_dir, list(TARGETS), calib_images=args.calib_images,
                      calib_method=args.calib_method, recalibrate=True)
     rows = []
@@ -88,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="RS-Net checkpoint dir (default: train one in --work)")
     parser.add_argument("--work", default="/tmp/edgeres-build-int8-cpu")
+    parser.add_argument("--tiny-cnn", action="store_true", help="use the build tests' tiny CNN (28/16 px) instead")
     parser.add_argument("--res", type=int, nargs="+", default=[28, 20, 12])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--calib-images", type=int, default=512)
