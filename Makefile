@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 ## make demo: the main job on the embedded default (bundled fashion-mnist-mini, CPU), outputs in demo/
 demo: $(STAMP)
-	$(BIN)/python -m edgeres.demo --out $(DEMO_OUT)
+	$(BIN)/edgeres demo --out $(DEMO_OUT)
 
 ## make test: the test suite (what CI runs)
 test: $(STAMP)

@@ -16,7 +16,7 @@ from .errors import EdgeresError
 # command name -> module under edgeres.commands (each defines `command`)
 COMMANDS = {
     "train": "train", "import": "importer", "eval": "evaluate", "export": "export", "build": "build",
-    "bench": "bench", "report": "report", "select": "select", "cascade": "cascade",
+    "bench": "bench", "report": "report", "select": "select", "cascade": "cascade", "demo": "demo",
 }
 
 
