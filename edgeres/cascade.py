@@ -11,6 +11,7 @@ TensorRT: not wired in. Nothing here is ORT-specific beyond `runtime.ort_session
 scorer with the same `N,C,H,W -> logits` signature (see `Stage.scorer`).
 """
 import itertools
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -235,7 +236,8 @@ class CascadeRunner:
             raise EdgeresError(f"{len(source.stages)} stages need {len(source.stages) - 1} thresholds, "
                                f"got {len(thresholds)}")
         self.source, self.stages = source, source.stages
-        self.thresholds = tuple(float(t) for t in thresholds)
+        # None (as stored in JSON) = this stage never answers: strict JSON has no Infinity
+        self.thresholds = tuple(math.inf if t is None else float(t) for t in thresholds)
         self.confidence_name, self._confidence = confidence, confidence_fn(confidence)
 
     @classmethod
@@ -315,7 +317,7 @@ class CascadeReport:
         return {"kind": "cascade", "format_version": 1,
                 "source": {"path": str(src.path), "target": src.target},
                 "stages": [{"resolution": s.resolution, "file": str(s.path), "macs": s.macs} for s in src.stages],
-                "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": list(self.tuning.thresholds),
+                "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
                            "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
                 "report_split": self.report_split, "random_seed": self.seed,

@@ -1,5 +1,6 @@
 """Cascade: pure maths on hand-made logits, the runner on a tiny exported model, the CLI's one-line errors."""
 import json
+import math
 import subprocess
 import sys
 
@@ -187,7 +188,9 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert report.row("highest").mean_macs == tiny_macs(28)
     assert report.tuning.top1 >= report.tuning.reference_top1 - 1.0
     saved = json.loads((tmp_path / "cascade.json").read_text())
-    assert saved["thresholds"] == list(report.tuning.thresholds) and saved["random_seed"] == 3
+    # strict JSON: a stage that never answers is stored as null, not Infinity
+    assert saved["thresholds"] == [None if math.isinf(t) else t for t in report.tuning.thresholds]
+    assert saved["random_seed"] == 3
     again = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3)
     assert again.row("random").top1 == report.row("random").top1  # same seed, same choices
     assert again.row("random").stage_share == report.row("random").stage_share
