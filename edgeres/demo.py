@@ -88,4 +88,4 @@ def _cascade(config: DemoConfig, paths: dict[str, Path]) -> None:
 
 def _report(config: DemoConfig, paths: dict[str, Path]) -> None:
     from .report import report
-    report([paths["bench"] / "bench.json"], paths["report"])
+    report([paths["bench"] / "bench.json"], paths["report"], [paths["cascade"] / "cascade.json"])

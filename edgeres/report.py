@@ -143,18 +143,51 @@ def accuracy_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         cost=lambda r: r["p50_ms"], value=lambda r: r["top1"])
 
 
-def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict[str, Path]:
+def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+           cascades: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
     """Write report.md, results.csv, latency_vs_macs.{png,svg} and, when accuracy is known,
-    accuracy_vs_latency.{png,svg} into `out`; returns the written paths by name."""
+    accuracy_vs_latency.{png,svg} into `out`; returns the written paths by name.
+
+    cascades: cascade.json files from `edgeres cascade`; their rows (highest only, random, cascade) join the
+    accuracy plot as their own series and get a table in report.md.
+    """
     from .report_plots import plot_accuracy_vs_latency, plot_latency_vs_macs
     out, rows = Path(out), combined_rows(inputs)
+    extra = cascade_rows(cascades)
     paths = {"csv": write_text(out / "results.csv", to_csv(rows, ("series",) + CSV_COLUMNS))}
     paths.update(plot_latency_vs_macs(rows, out / "latency_vs_macs"))
     front = accuracy_front(rows)
     if front:
-        paths.update(plot_accuracy_vs_latency(rows, front, out / "accuracy_vs_latency"))
-    paths["markdown"] = write_text(out / "report.md", _markdown(inputs, rows, front, paths))
+        paths.update(plot_accuracy_vs_latency(rows, front, out / "accuracy_vs_latency", extra))
+    paths["markdown"] = write_text(out / "report.md", _markdown(inputs, rows, front, paths) + _cascade_md(extra))
     return paths
+
+
+def cascade_rows(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Flat rows (series, method, top1, mean_ms, mmacs, split) of cascade.json files."""
+    from ._io import read_json
+    rows = []
+    for path in paths:
+        data = read_json(path, "cascade result")
+        if not isinstance(data, dict) or data.get("kind") != "cascade":
+            raise EdgeresError(f"{path} is not a cascade.json from `edgeres cascade`")
+        stages = "/".join(str(s["resolution"]) for s in data["stages"])
+        series = f"run-time choice, {data['source']['target']} {stages} px"
+        rows += [{"series": series, "method": r["method"], "top1": r["top1"], "mean_ms": r["mean_latency_ms"],
+                  "mmacs": r["mean_macs"] / 1e6, "split": data["report_split"]} for r in data["rows"]]
+    return rows
+
+
+def _cascade_md(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["\n## Choosing the resolution at run time (`edgeres cascade`)\n",
+             "Mean wall time per image through the Python runner (batch 1, preprocessing excluded), measured on "
+             "the split named; not the same timing as the bench rows above.\n",
+             "| series | method | top-1 % | MMACs/img | ms/img (mean) | images |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['series']} | {r['method']} | {r['top1']:.2f} | {r['mmacs']:.3f} | {r['mean_ms']:.3f} | "
+              f"{r['split']} |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(inputs, rows, front, paths) -> str:

@@ -60,10 +60,21 @@ def plot_latency_vs_macs(rows: list[dict[str, Any]], stem: Path) -> dict[str, Pa
         plt.close(fig)
 
 
-def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, Any]], stem: Path) -> dict[str, Path]:
-    """Top-1 (%) against p50 latency (ms) for batch-1 rows, with the Pareto front as a step line."""
+def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, Any]], stem: Path,
+                             cascade: list[dict[str, Any]] = ()) -> dict[str, Path]:
+    """Top-1 (%) against p50 latency (ms) for batch-1 rows, with the Pareto front as a step line; cascade rows
+    (mean ms per image of `edgeres cascade`) as star markers labelled by method."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = defaultdict(list)
+    for row in cascade:
+        groups[row["series"]].append(row)
+    for name, points in groups.items():
+        ax.scatter([p["mean_ms"] for p in points], [p["top1"] for p in points], marker="*", s=120,
+                   label=f"{name} (mean ms/img)")
+        for p in points:
+            ax.annotate(p["method"], (p["mean_ms"], p["top1"]), textcoords="offset points", xytext=(4, -10),
+                        fontsize=8)
     for name, points in _series([r for r in rows if r["batch"] == 1 and r.get("top1") is not None]).items():
         ax.scatter([p["p50_ms"] for p in points], [p["top1"] for p in points], label=name)
         for p in points:

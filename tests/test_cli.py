@@ -46,7 +46,8 @@ def device_side_modules() -> list[str]:
     """Modules the Jetson side imports; later stages add theirs (bench, report, build)."""
     import importlib.util
     names = ["edgeres.cli", "edgeres.data", "edgeres.manifest", "edgeres._io", "edgeres.evaluate",
-             "edgeres.bench", "edgeres.report", "edgeres.build"]
+             "edgeres.bench", "edgeres.report", "edgeres.build", "edgeres.select", "edgeres.cascade",
+             "edgeres.build.lowbit", "edgeres.build.trt", "edgeres.bench.trt_runner"]
     return [n for n in names if importlib.util.find_spec(n) is not None]
 
 

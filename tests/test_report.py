@@ -73,6 +73,24 @@ def test_report_without_accuracy_has_no_accuracy_plot(tmp_path):
     assert "No accuracy known" in paths["markdown"].read_text()
 
 
+def test_report_adds_the_cascade_rows(tmp_path):
+    write_bench(constructed_report(), tmp_path / "b")
+    rows = [{"method": m, "top1": t, "mean_macs": macs, "mean_latency_ms": ms, "p50_latency_ms": ms,
+             "images": 10, "stage_share": [0.5, 0.5]}
+            for m, t, macs, ms in (("highest", 80.0, 12.5e6, 2.0), ("random", 75.0, 8e6, 1.5),
+                                   ("cascade", 79.6, 5e6, 1.0))]
+    cascade = {"kind": "cascade", "format_version": 1, "source": {"path": "x", "target": "ort-fp32"},
+               "stages": [{"resolution": 64}, {"resolution": 112}], "report_split": "val[5:10]", "rows": rows}
+    (tmp_path / "cascade.json").write_text(json.dumps(cascade))
+    paths = report([tmp_path / "b" / "bench.json"], tmp_path / "rep", [tmp_path / "cascade.json"])
+    markdown = paths["markdown"].read_text()
+    assert "| run-time choice, ort-fp32 64/112 px | cascade | 79.60 | 5.000 | 1.000 | val[5:10] |" in markdown
+    assert paths["accuracy_png"].stat().st_size > 500
+    (tmp_path / "cascade.json").write_text(json.dumps({"kind": "bench"}))
+    with pytest.raises(EdgeresError, match="not a cascade.json"):
+        report([tmp_path / "b" / "bench.json"], tmp_path / "rep", [tmp_path / "cascade.json"])
+
+
 def test_pareto_front():
     points = [(1, 50), (2, 60), (2, 55), (3, 58), (4, 70), (4, 70), (5, 69), (None, 99)]
     assert pareto_front(points, lambda p: p[0], lambda p: p[1]) == [(1, 50), (2, 60), (4, 70), (4, 70)]

@@ -5,7 +5,9 @@ import click
 @click.command("report")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for report.md, CSV and plots.")
-def command(inputs, out) -> None:
+@click.option("--cascade", "cascades", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="cascade.json from `edgeres cascade`: adds the run-time choice to the accuracy plot and report.")
+def command(inputs, out, cascades) -> None:
     """Turn bench reports (bench.json files or their directories) into a report folder.
 
     Writes report.md (Markdown table), results.csv, latency_vs_macs.png/.svg (one line per target, points
@@ -16,10 +18,11 @@ def command(inputs, out) -> None:
     Examples:
       edgeres report build/rsnet/bench/bench.json --out report/
       edgeres report cpu/bench.json jetson/bench.json --out report/   # devices side by side
+      edgeres report build/rsnet/bench/bench.json --cascade build/rsnet/cascade/cascade.json --out report/
     """
     from ..report import report
 
-    paths = report(inputs, out)
+    paths = report(inputs, out, cascades)
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
     click.echo(f"open {paths['markdown']}; to pick a deployment under a budget: edgeres select {' '.join(inputs)}")
