@@ -23,6 +23,7 @@ class DemoConfig:
     lr: float = 0.03  # FACTS probe: 0.1 without warm-up diverged for summed multi-resolution losses
     crop_scale: tuple[float, float] = (0.5, 1.0)  # 0.08 is harsh on 28 px centred objects (FACTS probe)
     train_limit: int | None = None
+    val_limit: int | None = None  # images for the checkpoint's own metrics (None: the whole test split)
     targets: tuple[str, ...] = ("ort-fp32", "ort-int8")
     calib_images: int = 256
     eval_images: int | None = None  # None: the whole 2000-image test split
@@ -33,7 +34,7 @@ class DemoConfig:
     progress: bool = True
 
 
-TOY = dict(res=(28, 20, 12), width_mult=0.25, epochs=1, train_limit=600, calib_images=32, eval_images=200,
+TOY = dict(res=(28, 20, 12), width_mult=0.25, epochs=1, train_limit=256, val_limit=200, calib_images=32, eval_images=200,
            bench_min_time_s=0.05, bench_min_runs=5)
 
 
@@ -59,7 +60,8 @@ def _train(config: DemoConfig, paths: dict[str, Path]) -> None:
     from .train import TrainConfig, train
     train(TrainConfig(out=str(paths["checkpoint"]), data=config.data, arch=config.arch, res=config.res,
                       width_mult=config.width_mult, small_input=True, epochs=config.epochs, lr=config.lr,
-                      crop_scale=config.crop_scale, train_limit=config.train_limit, seed=config.seed,
+                      crop_scale=config.crop_scale, train_limit=config.train_limit, val_limit=config.val_limit,
+                      seed=config.seed,
                       progress=config.progress, device="cpu"))
 
 
