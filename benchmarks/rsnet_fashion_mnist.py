@@ -4,7 +4,7 @@ Not a test: a measured comparison (issue 3). Every method gets the same epochs, 
 method family (multi-resolution: RS-Net and parallel; single-resolution: individual models) is the best of a
 small sweep scored on a holdout carved from the training split; the test split is used only for the table.
 
-    nice -n 10 .venv/bin/python benchmarks/rsnet_fashion_mnist.py            # ~20 min on 2 cores
+    nice -n 10 .venv/bin/python benchmarks/rsnet_fashion_mnist.py            # ~15 min on 2 cores
     .venv/bin/python benchmarks/rsnet_fashion_mnist.py --epochs 1 --train-limit 1000 --work /tmp/quick
 
 Writes benchmarks/results/rsnet_fashion_mnist.{json,md}. Training jobs run in 2 worker processes with one
@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 RES = (28, 24, 20, 16, 12)
-COMMON = dict(data="fashion-mnist-mini", arch="mobilenet_v2", width_mult=0.5, small_input=True, batch_size=64,
+COMMON = dict(data="fashion-mnist-mini", arch="mobilenet_v2", width_mult=0.5, small_input=True,
               warmup_epochs=1.0, crop_scale=(0.5, 1.0), progress=False)  # crop 0.5-1: FACTS, 28 px objects
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,7 +45,8 @@ def sweep(args, work: Path) -> dict[str, float]:
     lrs = [float(v) for v in args.sweep.split(",")]
     # the sweep keeps the main runs' schedule shape: warm-up over the same fraction of training
     base = {**COMMON, "epochs": args.sweep_epochs, "seed": args.seed, "holdout": args.holdout,
-            "train_limit": args.sweep_limit, "val_limit": 1, "warmup_epochs": args.sweep_epochs / args.epochs}
+            "batch_size": args.batch_size, "train_limit": args.sweep_limit, "val_limit": 1,
+            "warmup_epochs": args.sweep_epochs / args.epochs}
     jobs = [{**base, "lr": lr, "mode": "rsnet", "res": RES, "out": str(work / f"sweep-rsnet-{lr}")} for lr in lrs]
     jobs += [{**base, "lr": lr, "mode": "parallel", "res": (r,), "out": str(work / f"sweep-i{r}-{lr}")}
              for lr in lrs for r in (28, 12)]
@@ -65,7 +66,7 @@ def _holdout_top1(checkpoint: Path) -> float:
 
 def main_runs(args, work: Path, lr: dict) -> dict[str, float]:
     base = {**COMMON, "epochs": args.epochs, "seed": args.seed, "holdout": args.holdout,
-            "train_limit": args.train_limit}
+            "train_limit": args.train_limit, "batch_size": args.batch_size}
     jobs = [{**base, "mode": "rsnet", "res": RES, "lr": lr["multi"], "out": str(work / "rsnet")},
             {**base, "mode": "parallel", "res": RES, "lr": lr["multi"], "out": str(work / "parallel")}]
     jobs += [{**base, "mode": "parallel", "res": (r,), "lr": lr["single"], "out": str(work / f"individual-{r}")}
@@ -108,9 +109,10 @@ def table(args, lr, rows, wall) -> str:
     head += "|---|---|" + "---|" * (len(RES) + 1) + "\n"
     lines = [f"| {name} | {n} | " + " | ".join(f"{row[str(r)]:.2f}" for r in RES)
              + f" | {sum(row.values()) / len(row):.2f} |" for name, (n, row) in rows.items()]
-    notes = (f"\nfashion-mnist-mini (train on {args.train_limit or 'all remaining'} images after carving a {args.holdout}-image holdout from the train split; "
+    notes = (f"\nfashion-mnist-mini (train on {args.train_limit or 'all remaining'} images after carving a "
+             f"{args.holdout}-image holdout from the train split; "
              f"top-1 % on the 2000-image test split), MobileNetV2 x0.5 small-input, seed {args.seed}, "
-             f"{args.epochs} epochs, batch 64, SGD momentum 0.9, 1 warm-up epoch + cosine, wd 1e-4, crop scale "
+             f"{args.epochs} epochs, batch {args.batch_size}, SGD momentum 0.9, 1 warm-up epoch + cosine, wd 1e-4, crop scale "
              f"0.5-1. lr: multi-resolution {lr['multi']}, single-resolution {lr['single']} (best mean holdout top-1 "
              f"of {args.sweep} after {args.sweep_epochs} epoch(s) on {args.sweep_limit} images; RS-Net scored for the "
              f"multi-resolution family, I-28/I-12 for the single-resolution one). Wall time "
@@ -120,12 +122,13 @@ def table(args, lr, rows, wall) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--holdout", type=int, default=500)
-    parser.add_argument("--train-limit", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--holdout", type=int, default=1000)
+    parser.add_argument("--train-limit", type=int, default=6000)
     parser.add_argument("--sweep", default="0.01,0.03,0.1")
-    parser.add_argument("--sweep-epochs", type=int, default=1)
+    parser.add_argument("--sweep-epochs", type=int, default=2)
     parser.add_argument("--sweep-limit", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/edgeres-bench")
