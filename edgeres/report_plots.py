@@ -49,15 +49,8 @@ def plot_latency_vs_macs(rows: list[dict[str, Any]], stem: Path) -> dict[str, Pa
         for x, y, p in zip(xs, ys, points):
             ax.annotate(str(p["resolution"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     _log_if_wide(ax.set_yscale, [r["p50_ms"] for r in rows if r.get("macs")])
-    ax.set_xlabel("MMACs per image")
-    ax.set_ylabel("p50 latency per batch (ms)")
-    ax.set_title("Latency vs MACs (labels: resolution in px)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    try:
-        return _save(fig, stem)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, ax, ("MMACs per image", "p50 latency per batch (ms)",
+                                  "Latency vs MACs (labels: resolution in px)"), stem)
 
 
 def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, Any]], stem: Path,
@@ -83,13 +76,20 @@ def plot_accuracy_vs_latency(rows: list[dict[str, Any]], front: list[dict[str, A
     ax.step([p["p50_ms"] for p in front], [p["top1"] for p in front], where="post", color="black", linestyle="--")
     ax.scatter([p["p50_ms"] for p in front], [p["top1"] for p in front], s=140, facecolors="none",
                edgecolors="black", label="Pareto front")
-    _log_if_wide(ax.set_xscale, [r["p50_ms"] for r in rows if r["batch"] == 1 and r.get("top1") is not None])
-    ax.set_xlabel("p50 latency, batch 1 (ms)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title("Accuracy vs latency across resolutions x precisions")
+    _log_if_wide(ax.set_xscale, [r["p50_ms"] for r in rows if r["batch"] == 1 and r.get("top1") is not None]
+                 + [r["mean_ms"] for r in cascade])
+    return _finish(plt, fig, ax, ("latency, batch 1 (ms)", "top-1 (%)",
+                                  "Accuracy vs latency across resolutions x precisions"), stem, "accuracy_")
+
+
+def _finish(plt, fig, ax, labels: tuple[str, str, str], stem: Path, prefix: str = "") -> dict[str, Path]:
+    """Axis labels (x, y, title), grid and legend, then PNG + SVG; the figure is closed either way."""
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     try:
-        return _save(fig, stem, "accuracy_")
+        return _save(fig, stem, prefix)
     finally:
         plt.close(fig)
