@@ -20,7 +20,9 @@ class DemoConfig:
     arch: str = "mobilenet_v2"
     width_mult: float = 0.5  # small enough for 2 CPU cores, big enough to learn Fashion-MNIST
     epochs: int = 3
-    lr: float = 0.03  # FACTS probe: 0.1 without warm-up diverged for summed multi-resolution losses
+    # Summed 5-resolution loss + MRED: lr 0.03 diverged in epoch 2 on all 10k images (val top-1 fell to 11-22%),
+    # lr 0.01 reached 76.1/76.5/76.7/74.8/73.8 after 3 epochs (measured 2026-11-22, seed 0).
+    lr: float = 0.01
     crop_scale: tuple[float, float] = (0.5, 1.0)  # 0.08 is harsh on 28 px centred objects (FACTS probe)
     train_limit: int | None = None
     val_limit: int | None = None  # images for the checkpoint's own metrics (None: the whole test split)
