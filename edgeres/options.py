@@ -1,11 +1,8 @@
-"""Option decorators shared by several commands, and small helpers for printing results."""
-import json
-import sys
-from typing import Any, Callable
+"""Option decorators shared by several commands."""
+from typing import Callable
 
 import click
 
-from .errors import EdgeresError, EdgeresUsageError
 
 
 def res_option(required: bool = False, help_text: str = "Resolutions in pixels, e.g. 224,192,160,128,96 (any order).") -> Callable:
@@ -24,17 +21,3 @@ def out_option(required: bool = True, help_text: str = "Output directory.") -> C
 def json_option() -> Callable:
     return click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
                         help="Also write the result as JSON to this file.")
-
-
-def not_implemented(command: str, issue: int) -> None:
-    """Commands of later stages say so and exit non-zero instead of producing fake output."""
-    raise EdgeresError(f"`edgeres {command}` is not implemented yet (tracked in issue #{issue})")
-
-
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
-def usage(message: str) -> EdgeresUsageError:
-    return EdgeresUsageError(message)

@@ -34,6 +34,3 @@ def _one(value: int | str) -> int:
         raise EdgeresError(f"resolution {res} is outside the supported range {MIN_RES}..{MAX_RES} px")
     return res
 
-
-def format_resolutions(resolutions: Iterable[int]) -> str:
-    return ",".join(str(r) for r in resolutions)
