@@ -7,25 +7,34 @@ import numpy as np
 from .errors import EdgeresError
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None,
-                providers: Sequence[str] = ("CPUExecutionProvider",)):
-    """An InferenceSession with full graph optimisation; `threads` = intra-op threads (None: ORT default)."""
+def ort_session(model: str | os.PathLike | bytes, threads: int | None = None,
+                providers: Sequence[str] = ("CPUExecutionProvider",), spinning: bool = True):
+    """An InferenceSession with full graph optimisation from a path or serialized ONNX bytes.
+
+    threads: intra-op threads (None: ORT default). spinning=False stops idle pool threads from busy-waiting
+    after each run: several sessions used in turn (bench interleaving, cascade stages) then do not fight each
+    other's spinners (bench measured p99 28.6 -> 4.4 ms on a tiny CNN on a busy 2-core box).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise for users
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                    providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
-        raise EdgeresError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
+        where = "the in-memory graph" if isinstance(model, bytes) else model
+        raise EdgeresError(f"ONNX Runtime cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def ort_scorer(path: str | os.PathLike, threads: int | None = None):
+def ort_scorer(path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
     """Callable N,C,H,W float32 -> logits for a single-input, single-output graph."""
-    session = ort_session(path, threads)
+    session = ort_session(path, threads, spinning=spinning)
     name = session.get_inputs()[0].name
 
     def score(x: np.ndarray) -> np.ndarray:

@@ -52,24 +52,10 @@ class OrtRunner:
 
 
 def bench_session(model: str | bytes, threads: int | None, provider: str = "CPUExecutionProvider"):
-    """An ORT session as `runtime.ort_session` makes it, but with intra-op spinning off.
-
-    Why: every session owns a thread pool whose idle threads spin after each run; interleaved sessions (and
-    the reference GEMM) then fight those spinners. Measured on a busy 2-core box, tiny CNN at 64 px: p50
-    0.31 -> 0.28 ms, p99 28.6 -> 4.4 ms with spinning off.
-    """
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(model, options, providers=[provider])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
-        where = model if isinstance(model, str) else "the reference graph"
-        raise EdgeresError(f"ONNX Runtime cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
+    """An ORT session for timing: intra-op spinning off, because interleaved sessions (and the reference
+    GEMM) would otherwise fight each other's spinning idle threads (see runtime.ort_session)."""
+    from ..runtime import ort_session
+    return ort_session(model, threads, (provider,), spinning=False)
 
 
 def _batch_shape(shape: list, batch: int, artifact: Artifact) -> tuple[int, ...]:
