@@ -32,7 +32,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     # lr 0.03 + 1 warm-up epoch: at lr 0.1 without warm-up the summed multi-resolution loss diverged in the
-    # FACTS tiny-scale probe while single-resolution models trained; 0.03 with warm-up trained every method.
+    # FACTS tiny-scale probe while single-resolution models trained; 0.03 with warm-up trained every method
+    # there and in benchmarks/ (6k images), but diverged for 5 resolutions on all 10k images (demo uses 0.01).
     lr: float = 0.03
     warmup_epochs: float = 1.0
     momentum: float = 0.9  # SGD momentum as in RS-Nets Sec. 4.1
