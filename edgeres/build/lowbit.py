@@ -203,11 +203,13 @@ def rewrite(model, convs: list[QuantConv], steps: list[StepFn]) -> tuple[object,
     inits, head, after = [], [], {}
     position = {id(n): i for i, n in enumerate(model.graph.node)}
     w_err = w_rel = a_err = a_rel = 0.0
+    w_rels, a_rels = [], []
     for i, qc in enumerate(convs):
         levels = np.stack([_pad(lv, max(len(v) for v in qc.levels)) for lv in qc.levels])
         scale, codes, err = int8_grid(levels)
         top = np.abs(levels).max(axis=1)
-        w_err, w_rel = max(w_err, err.max()), max(w_rel, (err / np.where(top > 0, top, 1)).max())
+        w_rels.append(err / np.where(top > 0, top, 1))
+        w_err, w_rel = max(w_err, err.max()), max(w_rel, w_rels[-1].max())
         q = np.take_along_axis(codes, qc.index, axis=1).reshape(qc.weight.shape)
         names = [f"lq_w{i}_codes", f"lq_w{i}_scale", f"lq_w{i}_zero", f"lq_w{i}_dq"]
         inits += [numpy_helper.from_array(q.astype(np.int8), names[0]),
@@ -218,7 +220,8 @@ def rewrite(model, convs: list[QuantConv], steps: list[StepFn]) -> tuple[object,
     for i, st in enumerate(steps):
         scale, codes, err = int8_grid(st.levels[None, :])
         top = max(float(np.abs(st.levels).max()), 1e-30)
-        a_err, a_rel = max(a_err, float(err[0])), max(a_rel, float(err[0]) / top)
+        a_rels.append(float(err[0]) / top)
+        a_err, a_rel = max(a_err, float(err[0])), max(a_rel, a_rels[-1])
         names = [f"lq_a{i}_scale", f"lq_a{i}_zero", f"lq_a{i}_q", f"lq_a{i}_dq"]
         inits += [numpy_helper.from_array(np.array(scale[0], np.float32), names[0]),
                   numpy_helper.from_array(np.array(0, np.int8), names[1])]
@@ -229,7 +232,9 @@ def rewrite(model, convs: list[QuantConv], steps: list[StepFn]) -> tuple[object,
                 node.input[0] = names[3]
     _splice(new, inits, head, after)
     return new, {"max_weight_level_error": float(w_err), "max_weight_level_error_rel": float(w_rel),
-                 "max_act_level_error": float(a_err), "max_act_level_error_rel": float(a_rel)}
+                 "mean_weight_level_error_rel": float(np.concatenate(w_rels).mean()) if w_rels else 0.0,
+                 "max_act_level_error": float(a_err), "max_act_level_error_rel": float(a_rel),
+                 "mean_act_level_error_rel": float(np.mean(a_rels)) if a_rels else 0.0}
 
 
 def _pad(levels: np.ndarray, n: int) -> np.ndarray:
@@ -313,26 +318,68 @@ def distinct_per_channel(model) -> int:
     return worst
 
 
-def compare_outputs(reference: Path, built: Path, input_name: str, shape: tuple, samples: int = 8,
-                    seed: int = 0) -> dict:
-    """Both graphs in ONNX Runtime on the same N(0,1) inputs (already-normalised image scale)."""
+CHECK_IMAGES = 512  # real val images for the check (paired: no label noise in the agreement)
+MIN_AGREEMENT = 0.98  # top-1 agreement with the float graph a well-conditioned LQ graph must reach
+AGREEMENT_MARGIN = 0.03  # allowed shortfall vs the control; 512 images: binomial s.e. of ~0.88 is ~0.015
+# Why the criterion is top-1 agreement vs a control and not max |logit diff|: a trained LQ net is chaotic under
+# tiny perturbations. Measured on the trained w2a2 MobileNetV2 x0.5 at 28 px (512 fashion-mnist-mini val
+# images): its step inputs lie uniformly around the thresholds (~1e-3 of them within 1e-3 of a level spacing;
+# none exactly on one), so an error flips some activations and flips cascade through 34 step functions
+# (1e-6 of step inputs flipped after layer 2, 30% after layer 46). Scaling each quantized conv's weights by
+# 1 + 1e-5·N(0,1) per channel already gives max |diff| 2.1 (logits ~3.6) and 97.3% top-1 agreement; 1e-3
+# gives 84.8%; the INT8 rewrite (level errors ≤ 1.3e-3 relative, far smaller than that on most channels)
+# gives max |diff| 2.8 and 88.1% with the same accuracy (69.7% vs 71.5%). No INT8 grid can do better than
+# its level error, so the build asks: does the INT8 graph agree with the float graph at least as well as the
+# float graph agrees with itself perturbed by the measured level error (the control)?
+# Untrained/tiny graphs are well-conditioned: the control agrees ~100% and the bar stays MIN_AGREEMENT.
+
+
+def compare_outputs(reference, built: Path, graph: GraphEntry, x: np.ndarray, labels: np.ndarray,
+                    control) -> dict:
+    """Float graph, INT8 graph and the control (float graph, perturbed weights) in ONNX Runtime on real images."""
+    ref, got, ctl = (_run(m, graph, x) for m in (reference, built, control))
+    return {"images": len(x), "inputs": "real val images (export normalisation)",
+            "max_abs_diff": float(np.abs(ref - got).max()), "max_abs_ref": float(np.abs(ref).max()),
+            "images_within_5pct": float((np.abs(ref - got).max(1) <= 0.05 * np.abs(ref).max()).mean()),
+            "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+            "control_top1_agreement": float((ref.argmax(1) == ctl.argmax(1)).mean()),
+            "control_max_abs_diff": float(np.abs(ref - ctl).max()),
+            "top1_float_graph": float((ref.argmax(1) == labels).mean()),
+            "top1_int8_graph": float((got.argmax(1) == labels).mean())}
+
+
+def _run(model, graph: GraphEntry, x: np.ndarray) -> np.ndarray:
+    """Logits of `model` (path or serialized bytes) on x, fed in the graph's batch size."""
     from ..runtime import ort_session
-    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
-    x = np.random.default_rng(seed).standard_normal((samples, *dims[1:])).astype(np.float32)
-    outs = []
-    for path in (reference, built):
-        session = ort_session(path, threads=1)
-        outs.append(np.concatenate([session.run(None, {input_name: x[i:i + dims[0]]})[0]
-                                    for i in range(0, samples, dims[0])]))
-    ref, got = outs
-    diff = float(np.abs(ref - got).max())
-    return {"samples": samples, "max_abs_diff": diff, "max_abs_ref": float(np.abs(ref).max()),
-            "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+    session = ort_session(model if isinstance(model, bytes) else str(model), threads=1, spinning=False)
+    dims = graph.input_shape
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else len(x)
+    return np.concatenate([session.run(None, {graph.input_name: x[i:i + batch]})[0]
+                           for i in range(0, len(x), batch)]).astype(np.float64)
 
 
-# The INT8 graph may differ from the float LQ graph only by the level approximation (≤ 1/254 of a channel's
-# top level, usually far less) and by the rare activation that this moves across a step threshold.
-OUTPUT_RTOL = 0.05  # max |logit difference| / max |logit| accepted before declaring the build good
+def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes:
+    """The control: `model` with each quantized conv's weights scaled per output channel by 1 + rel·N(0,1)."""
+    from onnx import numpy_helper
+    new = type(model)()
+    new.CopyFrom(model)
+    rng = np.random.default_rng(seed)
+    position = {id(n): i for i, n in enumerate(model.graph.node)}
+    for i, qc in enumerate(convs):
+        factor = 1 + rel * rng.standard_normal((qc.weight.shape[0],) + (1,) * (qc.weight.ndim - 1))
+        new.graph.initializer.append(numpy_helper.from_array((qc.weight * factor).astype(np.float32), f"ctl_w{i}"))
+        new.graph.node[position[id(qc.node)]].input[1] = f"ctl_w{i}"
+    return new.SerializeToString()
+
+
+def check_images(ctx: BuildContext, graph: GraphEntry, limit: int = CHECK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` val images of the export's data, preprocessed as at evaluation."""
+    from ..data import eval_batches, open_images
+    images = open_images(ctx.data or ctx.export.get("verify_data") or ctx.export["data"], "val")
+    norm = ctx.export["normalization"]
+    x, y = zip(*eval_batches(images, graph.resolution, norm["mean"], norm["std"],
+                             ctx.export.get("eval_crop_ratio", 1.0), limit=limit))
+    return np.concatenate(x), np.concatenate(y)
 
 
 def check_quant(export: dict, w_bits: int, a_bits: int, target: str) -> None:
@@ -362,14 +409,18 @@ def build_lq(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     write_bytes(path, new.SerializeToString())
     pack = write_bytes(path.with_suffix(f".w{w_bits}.npz"), packed_file(model, convs, steps, w_bits))
     distinct = distinct_per_channel(new)
-    check = compare_outputs(graph.file, path, graph.input_name, graph.input_shape)
+    rel = max(facts["mean_weight_level_error_rel"], facts["mean_act_level_error_rel"])  # typical, not worst
+    x, labels = check_images(ctx, graph)
+    check = {**compare_outputs(graph.file, path, graph, x, labels, perturbed(model, convs, rel)),
+             "control": f"float graph, quantized conv weights x (1 + {rel:.3g}·N(0,1)) per output channel",
+             "rule": f"top-1 agreement >= min({MIN_AGREEMENT}, control - {AGREEMENT_MARGIN})"}
     _check_verified(path, distinct, w_bits, check)
     return Artifact(path, get_target(ctx.target).precision, extra={
         "nominal_bits": {"weights": w_bits, "activations": a_bits}, "executed_as": f"INT8 ({w_bits}-bit information)",
         "container": "weights: INT8 codes + per-channel FP32 scale (DequantizeLinear axis 0); activations: LQ step "
                      "function + INT8 QuantizeLinear/DequantizeLinear" + (" (none: float)" if a_bits == 32 else ""),
         **facts, "quantized_convs": len(convs), "float_convs": float_convs, "step_functions": len(steps),
-        "max_distinct_weights_per_channel": distinct, "check_vs_float_graph": {**check, "rtol": OUTPUT_RTOL},
+        "max_distinct_weights_per_channel": distinct, "check_vs_float_graph": check,
         "packed_file": pack.name, "packed_bytes": pack.stat().st_size, "fp32_graph_bytes": graph.file.stat().st_size,
         "int8_graph_bytes": path.stat().st_size})
 
@@ -386,7 +437,9 @@ def _check_found(graph: GraphEntry, convs: list, steps: list, w_bits: int, a_bit
 def _check_verified(path: Path, distinct: int, w_bits: int, check: dict) -> None:
     if distinct > 2 ** w_bits:
         raise RuntimeError(f"{path}: {distinct} weight values in one channel > 2^{w_bits}")  # a bug, not input
-    if check["max_abs_diff"] > OUTPUT_RTOL * max(check["max_abs_ref"], 1e-6):
-        raise EdgeresError(f"{path.name}: INT8 containers change the outputs by {check['max_abs_diff']:.3g} "
-                           f"(logits up to {check['max_abs_ref']:.3g}): the learned levels are too far from any "
-                           f"INT8 grid; report this graph")
+    need = min(MIN_AGREEMENT, check["control_top1_agreement"] - AGREEMENT_MARGIN)
+    if check["top1_agreement"] < need:
+        raise EdgeresError(f"{path.name}: the INT8 containers agree with the float graph on "
+                           f"{100 * check['top1_agreement']:.1f}% of {check['images']} images (need "
+                           f"{100 * need:.1f}%: the float graph perturbed by the level error agrees on "
+                           f"{100 * check['control_top1_agreement']:.1f}%): report this graph")
