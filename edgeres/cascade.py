@@ -175,45 +175,40 @@ class Source:
 
 def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None) -> Source:
     """A build directory/build.json (artifacts of one `target`) or an export directory/export.json."""
-    from .manifest import read_manifest, require
-    path = Path(path)
-    kind = "build" if (path / "build.json").exists() or path.name == "build.json" else "export"
-    manifest = read_manifest(path, kind)
+    from .artifacts import read_artifacts
+    from .manifest import require
+    manifest, artifacts = read_artifacts(path)
     where = manifest["_path"]
-    if kind == "build":
-        target, entries = _build_entries(require(manifest, "artifacts", list, where), target, where)
+    if manifest["kind"] == "build":
+        target, artifacts = _one_target(artifacts, target, where)
     elif target is not None:
         raise EdgeresError(f"{where} is an export: --target applies to a build directory (build.json)")
-    else:
-        entries = require(manifest, "graphs", list, where)
-    base = Path(where).parent
-    stages = sorted((Stage(int(require(e, "resolution", int, where)), contained(base, require(e, "file", str, where)),
-                           int(require(e, "macs", int, where)), threads) for e in entries),
+    if any(a.macs is None for a in artifacts):
+        raise EdgeresError(f"{where}: a graph has no MACs recorded: the manifest is damaged, regenerate it")
+    stages = sorted((Stage(a.resolution, Path(a.file), int(a.macs), threads) for a in artifacts),
                     key=lambda st: st.resolution)
     if len(stages) < 2:
         raise EdgeresError(f"{where} has {len(stages)} graph(s): a cascade needs at least two resolutions")
     norm = require(manifest, "normalization", dict, where)
-    return Source(Path(where), target if kind == "build" else None, tuple(stages), tuple(norm["mean"]),
+    return Source(Path(where), target if manifest["kind"] == "build" else None, tuple(stages), tuple(norm["mean"]),
                   tuple(norm["std"]), float(require(manifest, "eval_crop_ratio", (int, float), where)),
                   str(manifest.get("data") or ""))
 
 
-def _build_entries(artifacts: list, target: str | None, where: str) -> tuple[str, list]:
+def _one_target(artifacts: list, target: str | None, where: str) -> tuple[str, list]:
     """Artifacts of one ORT target; default ort-fp32, or the only ORT target there is."""
-    ort = sorted({a.get("target") for a in artifacts if a.get("backend", "ort") == "ort"})
+    ort = sorted({a.target for a in artifacts if a.backend == "ort"})
     if target is None:
         target = "ort-fp32" if "ort-fp32" in ort else (ort[0] if len(ort) == 1 else None)
         if target is None:
             raise EdgeresError(f"{where} has several ONNX Runtime targets ({', '.join(ort) or 'none'}): "
                                f"choose one with --target")
     if target not in ort:
-        others = sorted({str(a.get("target")) for a in artifacts} - set(ort))
+        others = sorted({a.target for a in artifacts} - set(ort))
         note = f" ({', '.join(others)} need TensorRT, which the cascade does not run yet)" if target in others else ""
         raise EdgeresError(f"{where} has no ONNX Runtime target {target!r}{note}: choose one of {', '.join(ort)}")
-    return target, [a for a in artifacts if a.get("target") == target]
+    return target, [a for a in artifacts if a.target == target]
 
-
-# ---------------------------------------------------------------- the runner
 
 @dataclass(frozen=True)
 class CascadeResult:

@@ -103,7 +103,7 @@ def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions:
                   split: str = "val", batch_size: int = 64, limit: int | None = None) -> dict[str, Accuracy]:
     """Top-1/top-5 with ONNX Runtime of every ONNX graph a build/export manifest lists (or of one .onnx).
 
-    Keys are "<target>@<resolution>" ("export@<resolution>" for exported graphs); TensorRT engines are skipped
+    Keys are "<target>@<resolution>" ("onnx-fp32@<resolution>" for exported graphs); TensorRT engines are skipped
     (they run only on their device). Preprocessing and data come from the manifest.
     """
     manifest, entries = onnx_entries(path)
@@ -135,19 +135,14 @@ def onnx_scorer(file) -> tuple[Scorer, int | None]:
 def onnx_entries(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int, object]]]:
     """(manifest, [(label, resolution, absolute file)]) for a build/export source."""
     from pathlib import Path
+
+    from .artifacts import read_artifacts
     path = Path(path)
     if path.suffix == ".onnx":
         return single_onnx_entry(path)
-    kind = "build" if (path.is_dir() and (path / "build.json").exists()) or path.name == "build.json" else "export"
-    manifest = read_manifest(path, kind)
-    base = Path(manifest["_path"]).parent
-    rows = manifest["artifacts"] if kind == "build" else manifest["graphs"]
-    return manifest, [entry_of(row, base) for row in rows if row.get("backend", "ort") == "ort"]
-
-
-def entry_of(row: dict, base) -> tuple[str, int, object]:
-    from ._io import contained
-    return f"{row.get('target', 'export')}@{row['resolution']}", row["resolution"], contained(base, row["file"])
+    manifest, artifacts = read_artifacts(path)
+    return manifest, [(f"{a.target}@{a.resolution}", a.resolution, Path(a.file))
+                      for a in artifacts if a.backend == "ort"]
 
 
 def single_onnx_entry(path) -> tuple[dict, list]:

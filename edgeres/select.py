@@ -170,7 +170,7 @@ def _load_report(report) -> tuple[dict, str]:
 
 def accuracy_table(sources: Iterable[str | os.PathLike]) -> dict[tuple[str, int], tuple[float, str]]:
     """(target, resolution) -> (top-1 %, where measured) from build or export directories."""
-    from .bench.artifacts import read_inputs  # the bench stage's own reader of build.json/export.json
+    from .artifacts import read_inputs
     table = {}
     for source in sources:
         _, artifacts = read_inputs(source)

@@ -214,7 +214,7 @@ def rgb_folder(root):
     (["{dir}", "--max-drop", "-1"], "--max-drop must be >= 0"),
     (["{dir}", "--data", "{rgb}"], "has 3-channel images, the graphs take 1"),
     (["{dir}", "--target", "ort-int8"], "--target applies to a build directory"),
-    (["{empty}"], "not found"),
+    (["{empty}"], "has neither build.json nor export.json"),
 ])
 def test_cli_one_line_errors(export_dir, tmp_path, args, message):
     args = [a.format(dir=export_dir, empty=tmp_path, rgb=tmp_path / "rgb") for a in args]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import EdgeresError
-from .artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
+from ..artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
 from .gate import GateResult, compare
 from .machine import gemm_summary, machine_info
 from .stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput

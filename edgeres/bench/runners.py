@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import EdgeresError
-from .artifacts import Artifact
+from ..artifacts import Artifact
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _optional
 from ..errors import EdgeresError
-from .artifacts import Artifact
+from ..artifacts import Artifact
 from .runners import random_input
 
 

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..errors import EdgeresError
-from .artifacts import Artifact
+from ..artifacts import Artifact
 from .runners import SkipCell, TorchRunner, make_runner
 from .stats import percentile
 from .timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up

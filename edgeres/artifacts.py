@@ -1,16 +1,17 @@
-"""What to measure: rows read from a build dir (build.json) or an export dir (export.json).
+"""The one reader of deployable artifacts: rows of a build dir (build.json) or an export dir (export.json).
 
-An export dir yields one row per graph under the target name `onnx-fp32` (the verified, BN-folded graph as
-exported, before any build step). Files are resolved inside the manifest's directory (`_io.contained`).
+Bench, eval of ONNX artifacts, cascade and select all read their inputs here. An export dir yields one row per
+graph under the target name `onnx-fp32` (the verified, BN-folded graph as exported, before any build step).
+Files are resolved inside the manifest's directory (`_io.contained`). Torch-free.
 """
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .._io import contained, sha256_file
-from ..errors import EdgeresError
-from ..manifest import read_manifest, require
+from ._io import contained, sha256_file
+from .errors import EdgeresError
+from .manifest import read_manifest, require
 
 EXPORT_TARGET = "onnx-fp32"
 TORCH_TARGET = "torch-eager"
@@ -38,13 +39,19 @@ class Artifact:
 
 def read_inputs(directory: str | os.PathLike) -> tuple[dict[str, Any], list[Artifact]]:
     """(source description, artifacts) from a build dir or an export dir; one-line error otherwise."""
+    manifest, artifacts = read_artifacts(directory)
+    return _source(manifest, manifest["kind"]), artifacts
+
+
+def read_artifacts(directory: str | os.PathLike) -> tuple[dict[str, Any], list[Artifact]]:
+    """(the manifest as read, its artifacts) from a build dir/build.json or an export dir/export.json."""
     directory = Path(directory)
     if (directory / "build.json").is_file() or directory.name == "build.json":
         manifest = read_manifest(directory, "build")
-        return _source(manifest, "build"), _from_build(manifest)
+        return manifest, _from_build(manifest)
     if (directory / "export.json").is_file() or directory.name == "export.json":
         manifest = read_manifest(directory, "export")
-        return _source(manifest, "export"), _from_export(manifest)
+        return manifest, _from_export(manifest)
     raise EdgeresError(f"{directory} has neither build.json nor export.json: pass the output directory of "
                        "`edgeres build` or `edgeres export`")
 
@@ -110,7 +117,7 @@ def _checkpoint_metrics(checkpoint: str | None) -> dict[int, dict]:
     """Top-1 per resolution from checkpoint.json (PyTorch-measured; the graphs agree top-1 by export checks)."""
     if checkpoint is None:
         return {}
-    from ..checkpoint import read_checkpoint_info  # torch-free
+    from .checkpoint import read_checkpoint_info  # torch-free
     info = read_checkpoint_info(checkpoint)
     return {int(r): {"top1": float(m["top1"]), "measured_with": "checkpoint.json (PyTorch)"}
             for r, m in info.metrics.items() if isinstance(m, dict) and "top1" in m}
