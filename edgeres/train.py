@@ -4,7 +4,6 @@
 before the first step (one-line EdgeresError); the checkpoint directory appears only when training ends
 (atomically). While training, `<out>.resume/` holds the resume file and the per-epoch log.
 """
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -98,9 +97,9 @@ def train(config: TrainConfig) -> Path:
         raise EdgeresError("--init with --mode individual needs a single --res (one model per run)")
     ctx = distributed.setup(config.device)
     try:
-        train_loop.validate(config)
         if config.mode != "individual":
-            return train_loop.run(config, ctx)
+            return train_loop.run(config, ctx)  # run() validates everything before it trains
+        train_loop.validate(config)  # every resolution checked before the first model trains
         out, runs = Path(config.out), {}
         for r in config.res:  # same options, one resolution each: the paper's I-Nets baselines
             sub = replace(config, res=(r,), mode="parallel", out=str(out / f"individual-{r}"))
@@ -109,14 +108,14 @@ def train(config: TrainConfig) -> Path:
             if not (config.resume and (Path(sub.out) / "checkpoint.json").is_file()):
                 train_loop.run(sub, ctx, label=f"individual {r}px")
             runs[r] = Path(sub.out)
-        return _write_summary(out, runs)
+        return _write_summary(out, runs, ctx.main)
     finally:
         distributed.teardown(ctx)
 
 
-def _write_summary(out: Path, runs: dict[int, Path]) -> Path:
+def _write_summary(out: Path, runs: dict[int, Path], main: bool) -> Path:
     from .checkpoint import read_checkpoint_info
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+    if main:  # under torchrun only rank 0 writes
         rows = {str(r): {"checkpoint": p.name, **read_checkpoint_info(p).metrics.get(str(r), {})}
                 for r, p in runs.items()}
         write_json(out / "summary.json", {"mode": "individual", "models": rows})
