@@ -75,9 +75,6 @@ def arch_spec(arch: str, info: DatasetInfo, width_mult: float, small_input: bool
     if quant is not None:
         w_bits, a_bits = parse_quant(quant)
         quant = f"w{w_bits}a{a_bits or 32}"
-        import importlib.util
-        if importlib.util.find_spec("edgeres.models.lq") is None:
-            raise EdgeresError(f"--quant {quant} needs edgeres.models.lq, which this install lacks: update edgeres")
     return ArchSpec(arch, num_classes=len(info.classes), in_channels=info.channels, width_mult=width_mult,
                     small_input=small_input, quant=quant)
 
@@ -96,6 +93,7 @@ def load_init(model: nn.Module, checkpoint: str, spec: ArchSpec, resolutions: Se
     keep their initial values. Every other key must match exactly.
     """
     from .checkpoint import load_checkpoint, load_into
+    from .models.lq import is_quantizer_key
     source, info, _ = load_checkpoint(checkpoint)
     theirs, ours = info.arch, spec
     if theirs.num_classes != ours.num_classes:
@@ -110,7 +108,7 @@ def load_init(model: nn.Module, checkpoint: str, spec: ArchSpec, resolutions: Se
                            f"{list(resolutions)}: use the same --res, or `edgeres import` to add resolutions")
     state = source.state_dict()
     own = model.state_dict()
-    state.update({k: v for k, v in own.items() if "quantizer" in k and k not in state})
+    state.update({k: v for k, v in own.items() if is_quantizer_key(k) and k not in state})
     load_into(model, state, f"--init {checkpoint}")
 
 

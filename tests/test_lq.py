@@ -10,6 +10,7 @@ from torch import nn  # noqa: E402
 
 from edgeres.models import ArchSpec, build_rsnet, set_resolution  # noqa: E402
 from edgeres.models import lq  # noqa: E402
+from edgeres.models.specialize import freeze_for_export  # noqa: E402
 from tests.conftest import TINY_RES, randomize_bn  # noqa: E402
 
 
@@ -179,7 +180,8 @@ def test_frozen_model_folds_bn_and_exports_a_step_function_that_ort_reproduces(t
     x = torch.randn(3, 1, 20, 20)
     with torch.no_grad():
         expected = model(x)
-        frozen = lq.freeze_for_export(copy.deepcopy(model))
+        frozen = copy.deepcopy(model)
+        freeze_for_export(frozen)
         assert torch.allclose(frozen(x), expected, atol=1e-5)
         conv = frozen.features[2].conv[0][0]
         assert all(len(row.unique()) <= 4 for row in conv.weight.reshape(conv.out_channels, -1))

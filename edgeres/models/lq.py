@@ -278,14 +278,6 @@ def is_quantizer_key(key: str) -> bool:
     return "quantizer" in key
 
 
-def freeze_for_export(model: nn.Module) -> nn.Module:
-    """`freeze_for_export()` on every LQConv2d of `model` (in place; use a deep copy to keep training)."""
-    for m in model.modules():
-        if isinstance(m, LQConv2d):
-            m.freeze_for_export()
-    return model
-
-
 @torch.no_grad()
 def fit_weight_bases(model: nn.Module, steps: int = 20) -> nn.Module:
     """Fit every weight basis to the current weights by QEM alone (no moving average), in place.
