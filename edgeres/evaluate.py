@@ -10,8 +10,8 @@ import numpy as np
 
 from .data import ImageSet, eval_batches, open_images
 from .errors import EdgeresError
-from .manifest import read_manifest
 from .resolutions import parse_resolutions
+from .runtime import ort_scorer
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # N,C,H,W float32 -> N,classes logits
 
@@ -117,19 +117,10 @@ def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions:
     norm, crop = manifest["normalization"], manifest["eval_crop_ratio"]
     results = {}
     for label, res, file in entries:
-        score, static_batch = onnx_scorer(file)
-        batches = eval_batches(images, res, norm["mean"], norm["std"], crop, static_batch or batch_size, limit)
+        score = ort_scorer(file)
+        batches = eval_batches(images, res, norm["mean"], norm["std"], crop, score.static_batch or batch_size, limit)
         results[label] = accuracy_of(batches, score)
     return results
-
-
-def onnx_scorer(file) -> tuple[Scorer, int | None]:
-    """(scorer, the graph's static batch size or None when the batch axis is dynamic)."""
-    from .runtime import ort_session
-    session = ort_session(file)
-    node = session.get_inputs()[0]
-    batch = node.shape[0] if isinstance(node.shape[0], int) else None
-    return (lambda x: session.run(None, {node.name: np.ascontiguousarray(x, dtype=np.float32)})[0]), batch
 
 
 def onnx_entries(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int, object]]]:

@@ -33,10 +33,14 @@ def ort_session(model: str | os.PathLike | bytes, threads: int | None = None,
 
 
 def ort_scorer(path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
-    """Callable N,C,H,W float32 -> logits for a single-input, single-output graph."""
+    """Callable N,C,H,W float32 -> logits for a single-input, single-output graph.
+
+    `score.static_batch` is the graph's fixed batch size, or None when its batch axis is dynamic.
+    """
     session = ort_session(path, threads, spinning=spinning)
-    name = session.get_inputs()[0].name
+    node = session.get_inputs()[0]
 
     def score(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return session.run(None, {node.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    score.static_batch = node.shape[0] if isinstance(node.shape[0], int) else None
     return score

@@ -46,11 +46,11 @@ def measure(net: torch.nn.Module, evalset: EvalSet, ctx: Dist, alpha: torch.Tens
     count = 0
     was_training = net.training
     net.eval()
+    weights = None if alpha is None else ensemble_weights(alpha.detach().float().cpu())
     with torch.no_grad():
         for xs, y in evalset:
             logits = {r: _logits(net, r, x, ctx.device) for r, x in xs.items()}
-            if alpha is not None:
-                weights = ensemble_weights(alpha.detach().float().cpu())
+            if weights is not None:
                 logits["ensemble"] = sum(w * logits[r] for w, r in zip(weights.numpy(), evalset.resolutions))
             for key, z in logits.items():
                 hits[str(key)][0] += topk_hits(z, y, 1)
