@@ -145,10 +145,12 @@ def normalize(batch_hwc: np.ndarray, mean, std) -> np.ndarray:
 
 
 def eval_batches(images: ImageSet, res: int, mean, std, crop_ratio: float, batch_size: int = 64,
-                 limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (N,C,res,res float32, N int64 labels) in dataset order, the first `limit` images only."""
+                 limit: int | None = None, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (N,C,res,res float32, N int64 labels) in dataset order, the first `limit` images only,
+    or the images at `indices` in that order."""
     n = len(images) if limit is None else min(limit, len(images))
-    for start in range(0, n, batch_size):
-        idx = range(start, min(n, start + batch_size))
-        batch = np.stack([eval_image(images.image(i), res, crop_ratio) for i in idx])
-        yield normalize(batch, mean, std), images.labels[start:start + len(idx)]
+    order = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = np.stack([eval_image(images.image(int(i)), res, crop_ratio) for i in idx])
+        yield normalize(batch, mean, std), images.labels[idx]

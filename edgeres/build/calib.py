@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from .._io import read_json, write_json, write_text
-from ..data import ImageSet, eval_image, normalize, open_images
+from ..data import ImageSet, eval_batches, open_images
 from ..errors import EdgeresError
 from .targets import CalibSettings, GraphEntry
 
@@ -107,12 +107,11 @@ def calibration_batches(images: ImageSet, graph: GraphEntry, export: dict, n: in
     norm = export["normalization"]
     batch = graph.input_shape[0] if isinstance(graph.input_shape[0], int) else 32
     idx = selection_indices(len(images), n)
-    for start in range(0, len(idx), batch):
-        chunk = idx[start:start + batch]
-        if len(chunk) < batch and start:  # a static batch cannot take a short tail
-            return
-        hwc = np.stack([eval_image(images.image(i), graph.resolution, export["eval_crop_ratio"]) for i in chunk])
-        yield normalize(hwc, norm["mean"], norm["std"])
+    if len(idx) > batch:  # a static batch cannot take a short tail
+        idx = idx[:len(idx) // batch * batch]
+    for x, _ in eval_batches(images, graph.resolution, norm["mean"], norm["std"], export["eval_crop_ratio"], batch,
+                             indices=idx):
+        yield x
 
 
 class _Reader:
