@@ -7,7 +7,6 @@ front when accuracy is known). Torch-free; matplotlib is imported only to draw.
 import csv
 import io
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -91,7 +90,7 @@ def _cell(key: str, value: Any) -> str:
 
 def print_bench_table(report: dict[str, Any], title: str | None = None) -> None:
     """Rich table of the report's rows on stdout (results go to stdout, logs to stderr)."""
-    from rich.console import Console
+    from .report_table import wide_console
     from rich.table import Table
     machine, ref = report.get("machine", {}), report.get("reference", {})
     table = Table(title=title or f"{machine.get('device', '?')}: {machine.get('device_name', '')}, "
@@ -100,7 +99,7 @@ def print_bench_table(report: dict[str, Any], title: str | None = None) -> None:
         table.add_column(header, justify="left" if header == "target" else "right")
     for row in flat_rows(report):
         table.add_row(*(_cell(key, row.get(key)) for _, key in TABLE_COLUMNS))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)  # pipes/CI logs: don't squash to 80 cols
+    wide_console().print(table)  # pipes/CI logs: don't squash to 80 cols
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -1,8 +1,15 @@
 """Small rich tables shared by commands (results go to stdout)."""
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
 _stdout = Console()
+
+
+def wide_console() -> Console:
+    """A stdout console that does not squash wide tables to 80 columns in pipes and CI logs."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def print_accuracy_table(results: dict, title: str) -> None:

@@ -71,9 +71,8 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
 
 
 def _print_gate(result) -> None:
-    import sys
 
-    from rich.console import Console
+    from ..report_table import wide_console
     from rich.table import Table
     unit = "x ref" if result.normalized else "ms"
     table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
@@ -83,7 +82,7 @@ def _print_gate(result) -> None:
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
         table.add_row(r.label(), r.verdict, fmt(r.baseline), fmt(r.current),
                       "-" if r.change_pct is None else f"{r.change_pct:+.1f}%")
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide_console().print(table)
     for note in result.notes:
         click.echo(f"note: {note}")
     click.echo(result.summary())

@@ -1,5 +1,4 @@
 """`edgeres cascade`: tune a low-to-high resolution confidence cascade and compare it with its baselines."""
-import sys
 from pathlib import Path
 
 import click
@@ -51,7 +50,7 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, th
 
 
 def _print(report) -> None:
-    from rich.console import Console
+    from ..report_table import wide_console
     from rich.table import Table
 
     high = report.row("highest")
@@ -65,4 +64,4 @@ def _print(report) -> None:
         table.add_row(r.method, f"{r.top1:.2f}", f"{r.top1 - high.top1:+.2f}", f"{r.mean_macs / 1e6:.3f}",
                       f"{100 * r.mean_macs / high.mean_macs:.1f}", f"{r.mean_latency_ms:.3f}",
                       f"{r.p50_latency_ms:.3f}", "/".join(f"{100 * s:.0f}" for s in r.stage_share))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide_console().print(table)

@@ -1,5 +1,4 @@
 """`edgeres select`: the Pareto front of measured deployments, and the best one under a budget."""
-import sys
 
 import click
 
@@ -46,7 +45,7 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
 
 
 def _print(selection) -> None:
-    from rich.console import Console
+    from ..report_table import wide_console
     from rich.table import Table
 
     table = Table(title=f"Pareto front: top-1 up, {selection.statistic} latency down (batch 1)")
@@ -59,7 +58,7 @@ def _print(selection) -> None:
                  "?" if d.macs is None else f"{d.macs / 1e6:.3f}", d.accuracy_from or "",
                  "chosen" if d == selection.chosen else ""]
         table.add_row(*cells, *([d.report] if several else []))
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = wide_console()
     console.print(table)
     if selection.without_accuracy:
         console.print(f"left out (no top-1 known): {', '.join(selection.without_accuracy)}")
