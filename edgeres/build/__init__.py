@@ -45,7 +45,7 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
     calib = CalibSettings(calib_method, calib_images, calib_data, Path(calib_dir) if calib_dir else None)
     base = BuildContext(export, export_path.parent, Path(out), "", calib, data,
                         {**(options or {}), "eval_images": eval_images})
-    preflight(order, base, graphs, recalibrate)
+    preflight(base, graphs, recalibrate)
     images = open_eval_images(export, data) if evaluate else None
     rows = [row_for(t, graph, run_builder(t, base, graph), images, base)
             for t in order for graph in graphs]
@@ -88,7 +88,7 @@ def check_extras(order: list[Target]) -> None:
         require_tensorrt(next(t.name for t in order if t.backend == "trt"))
 
 
-def preflight(order: list[Target], ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) -> None:
+def preflight(ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) -> None:
     """Stale calibration caches are dropped when asked (`recalibrate`), before any builder runs."""
     if recalibrate:
         from .calib import cache_file

@@ -7,7 +7,7 @@ Cache: one JSON file per (graph, method) under the calibration directory (defaul
 belongs to the graphs it was measured on, so it sits next to the build that uses them; pass `--calib-dir` to
 share one across builds). The file stores its key (graph sha256, method, data fingerprint, image count,
 resolution, ONNX Runtime version); a file whose key differs is refused with one line naming the
-difference and never reused silently (`recalibrate=True` replaces it). Beside it goes a TensorRT-format
+difference and never reused silently (`edgeres build --recalibrate` deletes it first). Beside it goes a TensorRT-format
 calibration cache (`TRT-<ver>-EntropyCalibration2`, then `tensor: <hex of big-endian float32 scale>`,
 scale = max(|lo|, |hi|) / 127) for TensorRT <= 10 implicit INT8 users.
 """
@@ -60,15 +60,15 @@ def cache_file(cache_dir: Path, graph: GraphEntry, method: str) -> Path:
     return Path(cache_dir) / f"{graph.file.stem}.{method}.json"
 
 
-def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: dict, cache_dir: Path,
-              recalibrate: bool = False) -> Calibration:
+def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: dict,
+              cache_dir: Path) -> Calibration:
     """Ranges of `model_path` (the pre-processed `graph`), from the cache when its key matches exactly."""
     if settings.method not in METHODS:
         raise EdgeresError(f"unknown calibration method {settings.method!r}: choose one of {', '.join(METHODS)}")
     images = open_images(settings.data or export["data"], "train")  # never the eval split: keep eval honest
     key = calib_key(graph, settings, selection_fingerprint(images, settings.images))
     path = cache_file(cache_dir, graph, settings.method)
-    if path.exists() and not recalibrate:
+    if path.exists():
         return Calibration(key, load_ranges(path, key), path, path.with_suffix(".trt-calib.cache"))
     batches = calibration_batches(images, graph, export, settings.images)
     ranges = ranges_from_batches(model_path, graph.input_name, batches, settings.method)

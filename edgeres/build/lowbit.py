@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path, write_bytes
+from .._io import write_bytes
 from ..errors import EdgeresError
 from ..arch import parse_quant
 from .ort import artifact_path
@@ -272,7 +272,7 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     return (b * (1 << np.arange(bits - 1, -1, -1))).sum(axis=1).astype(np.uint8)
 
 
-def packed_file(model, convs: list[QuantConv], steps: list[StepFn], bits: int) -> bytes:
+def packed_file(graph: Graph, convs: list[QuantConv], steps: list[StepFn], bits: int) -> bytes:
     """An .npz with what a K-bit kernel would load: per quantized conv its K-bit codes, the 2^(K−1) positive
     levels per channel (float32 [O, 2^(K−1)]; the negative ones mirror them) and shape; per step its
     thresholds and levels; every other float tensor (first conv, FC, biases) as float32."""
@@ -285,8 +285,7 @@ def packed_file(model, convs: list[QuantConv], steps: list[StepFn], bits: int) -
     for i, st in enumerate(steps):
         arrays.update({f"act{i}.thresholds": st.thresholds.astype(np.float32),
                        f"act{i}.levels": st.levels.astype(np.float32)})
-    graph = Graph(model)
-    for node in model.graph.node:  # first conv, FC, biases, ... (once each)
+    for node in graph.model.graph.node:  # first conv, FC, biases, ... (once each)
         for name in node.input:
             value = graph.constant(name)
             if value is not None and name not in quantized and value.dtype.kind == "f" and value.size > 1:
@@ -308,8 +307,7 @@ def _mirrored_codes(qc: QuantConv, half: int) -> tuple[np.ndarray, np.ndarray]:
 
 def distinct_per_channel(model) -> int:
     """Max number of distinct dequantized weight values per output channel over all LQ DequantizeLinear."""
-    from onnx import numpy_helper
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    inits = Graph(model).inits
     worst = 0
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear" and node.name.startswith("lq_w"):
@@ -407,7 +405,7 @@ def build_lq(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     onnx.checker.check_model(new)
     path = artifact_path(ctx, graph)
     write_bytes(path, new.SerializeToString())
-    pack = write_bytes(path.with_suffix(f".w{w_bits}.npz"), packed_file(model, convs, steps, w_bits))
+    pack = write_bytes(path.with_suffix(f".w{w_bits}.npz"), packed_file(index, convs, steps, w_bits))
     distinct = distinct_per_channel(new)
     rel = max(facts["mean_weight_level_error_rel"], facts["mean_act_level_error_rel"])  # typical, not worst
     x, labels = check_images(ctx, graph)

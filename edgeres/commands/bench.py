@@ -71,7 +71,6 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
 
 
 def _print_gate(result) -> None:
-
     from ..report_table import wide_console
     from rich.table import Table
     unit = "x ref" if result.normalized else "ms"
