@@ -56,9 +56,10 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     from ..bench import bench, gate
     from ..errors import EdgeresError
     from ..report import print_bench_table
+    from ..resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
-    report = bench(directory, device, targets or None, _ints(res, "--res"), _ints(batch, "--batch"), threads,
+    report = bench(directory, device, targets or None, parse_resolutions(res) if res else None, _ints(batch, "--batch"), threads,
                    min_runs, min_time, warmup, backends or None, out, processes)
     print_bench_table(report)
     click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
