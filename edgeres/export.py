@@ -48,6 +48,7 @@ class Source:
     images: Any  # ImageSet used for verification
     sides: dict[int, int]  # resolution -> final feature-map side (px)
     ort_logits: dict[int, np.ndarray] = field(default_factory=dict)  # folded graphs' verified outputs
+    inputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (res, count) -> verification images
 
     @property
     def rule(self) -> Rule:
@@ -203,11 +204,16 @@ def _warn_feature_map(src: Source, choice) -> None:
 
 
 def verification_inputs(src: Source, res: int, count: int) -> np.ndarray:
-    """The first `count` images of the data, preprocessed as for eval at `res`: N,C,res,res float32."""
+    """The first `count` images of the data, preprocessed as for eval at `res`: N,C,res,res float32.
+
+    Kept on `src`: the folded graph and the switchable graph are verified on the same images.
+    """
     from .data import eval_batches
-    info = src.info
-    batches = eval_batches(src.images, res, info.mean, info.std, info.eval_crop_ratio, 64, count)
-    return np.concatenate([x for x, _ in batches])
+    if (res, count) not in src.inputs:
+        info = src.info
+        batches = eval_batches(src.images, res, info.mean, info.std, info.eval_crop_ratio, 64, count)
+        src.inputs[(res, count)] = np.concatenate([x for x, _ in batches])
+    return src.inputs[(res, count)]
 
 
 def torch_logits(src: Source, xs: np.ndarray, res: int, allow_nearest: bool) -> np.ndarray:
