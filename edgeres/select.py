@@ -61,12 +61,12 @@ class Selection:
 
     def to_markdown(self) -> str:
         """The Pareto front as a Markdown table, the chosen row marked."""
-        lines = [f"Pareto front (top-1 up, {self.statistic} latency down), budgets: {_budget_text(self.budgets)}", "",
+        lines = [f"Pareto front (top-1 up, {self.statistic} latency down), budgets: {budget_text(self.budgets)}", "",
                  f"| deployment | top-1 % | {self.statistic} ms | p90 ms | MMACs | |", "|---|---:|---:|---:|---:|---|"]
         for d in self.front:
             mark = "**chosen**" if d == self.chosen else ""
             lines.append(f"| {d.label} | {d.top1:.2f} | {d.latency_ms:.3f} | {d.stats.get('p90', float('nan')):.3f} "
-                         f"| {_mmacs(d)} | {mark} |")
+                         f"| {mmacs_text(d)} | {mark} |")
         return "\n".join(lines) + "\n"
 
     def write(self, json_path: str | os.PathLike | None = None, markdown_path: str | os.PathLike | None = None):
@@ -120,12 +120,12 @@ def _fits(d: Deployment, budgets: dict) -> bool:
 def _nothing_fits(candidates: Sequence[Deployment], budgets: dict) -> str:
     if "ms" in budgets:
         best = min(candidates, key=lambda d: d.latency_ms)
-        return (f"nothing fits {_budget_text(budgets)}: the fastest is {best.label} at {best.latency_ms:.3f} ms "
+        return (f"nothing fits {budget_text(budgets)}: the fastest is {best.label} at {best.latency_ms:.3f} ms "
                 f"({best.top1:.2f}% top-1)")
     best = min((d for d in candidates if d.macs is not None), key=lambda d: d.macs, default=None)
     if best is None:
         return "no bench row carries MACs: a compute budget needs rows from an export/build with macs"
-    return f"nothing fits {_budget_text(budgets)}: the cheapest is {best.label} at {_mmacs(best)} MMACs"
+    return f"nothing fits {budget_text(budgets)}: the cheapest is {best.label} at {mmacs_text(best)} MMACs"
 
 
 def deployments(report: str | os.PathLike | dict, statistic: str = "p50") -> list[Deployment]:
@@ -192,9 +192,11 @@ def _deployment_json(d: Deployment, on_front: bool) -> dict[str, Any]:
     return {**asdict(d), "label": d.label, "on_front": on_front}
 
 
-def _budget_text(budgets: dict) -> str:
+def budget_text(budgets: dict) -> str:
+    """'--budget-ms 0.5, --budget-mmacs 5' as the user would type it ('none' without budgets)."""
     return ", ".join(f"--budget-{k} {v:g}" for k, v in budgets.items()) or "none"
 
 
-def _mmacs(d: Deployment) -> str:
+def mmacs_text(d: Deployment) -> str:
+    """MACs per image in millions, '?' when unknown."""
     return "?" if d.macs is None else f"{d.macs / 1e6:.3f}"

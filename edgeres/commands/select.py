@@ -45,8 +45,10 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
 
 
 def _print(selection) -> None:
-    from ..report_table import wide_console
     from rich.table import Table
+
+    from ..report_table import wide_console
+    from ..select import budget_text, mmacs_text
 
     table = Table(title=f"Pareto front: top-1 up, {selection.statistic} latency down (batch 1)")
     several = len({d.report for d in selection.candidates}) > 1  # then say which report each row is from
@@ -55,7 +57,7 @@ def _print(selection) -> None:
         table.add_column(column, justify="right" if "%" in column or "ms" in column or "MMACs" in column else "left")
     for d in selection.front:
         cells = [d.label, f"{d.top1:.2f}", f"{d.latency_ms:.3f}", f"{d.stats.get('p90', float('nan')):.3f}",
-                 "?" if d.macs is None else f"{d.macs / 1e6:.3f}", d.accuracy_from or "",
+                 mmacs_text(d), d.accuracy_from or "",
                  "chosen" if d == selection.chosen else ""]
         table.add_row(*cells, *([d.report] if several else []))
     console = wide_console()
@@ -64,6 +66,6 @@ def _print(selection) -> None:
         console.print(f"left out (no top-1 known): {', '.join(selection.without_accuracy)}")
     if selection.chosen:
         d = selection.chosen
-        console.print(f"chosen for {', '.join(f'--budget-{k} {v:g}' for k, v in selection.budgets.items())}: "
+        console.print(f"chosen for {budget_text(selection.budgets)}: "
                       f"{d.label}, top-1 {d.top1:.2f}%, {selection.statistic} {d.latency_ms:.3f} ms "
                       f"(p90 {d.stats.get('p90', float('nan')):.3f}, from {d.report})")
