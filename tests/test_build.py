@@ -12,10 +12,12 @@ from edgeres._io import sha256_file
 from edgeres.build import build
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
-from tests.test_build_support import RESOLUTIONS, tiny_export
+from tests.test_build_support import MEAN, RESOLUTIONS, STD, tiny_export
 
 EVAL_IMAGES = 400
-INT8_MARGIN = 2.0  # top-1 points: INT8 may lose at most this much vs FP32 on 400 images (~3 images per point)
+PAIRED_IMAGES = 2000  # all of val: the paired INT8/FP16-vs-FP32 comparison's sample
+MAX_LOSS = 1.0  # top-1 points a faithful 8-bit graph may lose vs FP32 (seen: 0-1.3 on VNNI)
+MAX_FLIPS = 0.06  # share of FP32's predictions it may change (seen: 1-2 % on VNNI; a wrong scale flips > 50 %)
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +66,41 @@ def test_activation_and_weight_types(built, target, act_type):
         assert onnx.numpy_helper.to_array(inits[weight_dq.input[1]]).shape == (weight.dims[0],)  # per channel
 
 
-def test_int8_top1_within_margin_of_fp32(built):
-    _, manifest = built
+def predictions(path, res: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 predictions, labels) of one graph on the first `limit` val images, single-threaded."""
+    from edgeres.data import eval_batches, open_images
+    from edgeres.runtime import ort_scorer
+    score = ort_scorer(path, threads=1)
+    pairs = [(score(x).argmax(1), y) for x, y in
+             eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=limit)]
+    return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])
+
+
+def test_reduced_precision_keeps_fp32_predictions(built):
+    """A paired comparison on the same images, so it holds on every CPU's INT8 kernels.
+
+    ONNX Runtime's INT8 kernels differ by ISA (VNNI vs AVX2, where u8*s8 pairs can saturate), so an unpaired
+    "top-1 within 2 points on 400 images" failed on AVX2 for a weak model. Here: FP32 and each variant are
+    scored on the same PAIRED_IMAGES images; b = images only FP32 gets right, c = only the variant. The claim
+    tested is "the variant loses at most MAX_LOSS points" with a 4-sigma allowance for the sample,
+    sigma = sqrt(b + c) / N (the paired, McNemar-style standard error of the difference in top-1); and
+    "the variant flips at most MAX_FLIPS of FP32's predictions", which a wrong scale or zero point breaks
+    (it flips most of them), with 4 binomial sigmas at that rate.
+    """
+    out, manifest = built
     fp32 = rows(manifest, "ort-fp32")
     for target in ("ort-int8", "int8-qdq", "fp16"):
         for res, row in rows(manifest, target).items():
             assert row["accuracy"]["count"] == EVAL_IMAGES
-            assert abs(row["accuracy"]["top1"] - fp32[res]["accuracy"]["top1"]) <= INT8_MARGIN, (target, res)
+            ref, labels = predictions(out / fp32[res]["file"], res, PAIRED_IMAGES)
+            got, _ = predictions(out / row["file"], res, PAIRED_IMAGES)
+            n = len(labels)
+            only_ref = int(np.sum((ref == labels) & (got != labels)))
+            only_got = int(np.sum((got == labels) & (ref != labels)))
+            loss = 100.0 * (only_ref - only_got) / n
+            assert loss <= MAX_LOSS + 4 * 100.0 * np.sqrt(only_ref + only_got) / n, (target, res, loss)
+            flips = float(np.mean(got != ref))
+            assert flips <= MAX_FLIPS + 4 * np.sqrt(MAX_FLIPS * (1 - MAX_FLIPS) / n), (target, res, flips)
 
 
 def test_fp16_graph_has_half_weights_and_float_io(built):
