@@ -35,7 +35,7 @@ def checkpoint_for(args) -> Path:
 
 def latency_ms(path: Path, shape: list, threads: int, warmup: int, runs: int) -> dict:
     """p50/p90 ms of session.run on one random input of `shape` (values do not change CPU kernels' speed)."""
-    from edgeres.runtime import ort_session
+    from edgeres.runtimes.ort import ort_session
     session = ort_session(path, threads)
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     for _ in range(warmup):

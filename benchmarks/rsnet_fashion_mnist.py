@@ -78,8 +78,8 @@ def imported(work: Path) -> dict[str, dict]:
     """The 28-only model as a user would bring it (a plain state dict) -> RS-Net, with and without recalibration."""
     import torch
 
-    from edgeres.checkpoint import load_checkpoint
-    from edgeres.importer import import_model
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.train.importer import import_model
     model, _, _ = load_checkpoint(work / "individual-28")
     plain = {k.replace(".bn.28.", "."): v for k, v in model.state_dict().items()}
     torch.save(plain, work / "i28-plain.pt")
@@ -95,8 +95,8 @@ def imported(work: Path) -> dict[str, dict]:
 
 def _top1(checkpoint: Path, allow_nearest: bool = False, res=RES) -> dict[str, float]:
     """Test-split top-1 per resolution: recorded in checkpoint.json (full test split) or measured now."""
-    from edgeres.checkpoint import read_checkpoint_info
     from edgeres.evaluate import evaluate
+    from edgeres.manifests.checkpoint import read_checkpoint_info
     recorded = read_checkpoint_info(checkpoint).metrics
     if all(str(r) in recorded for r in res):
         return {str(r): round(recorded[str(r)]["top1"], 2) for r in res}

@@ -1,4 +1,4 @@
 """`python -m edgeres ...` (also what `torchrun -m edgeres train ...` runs)."""
-from .cli import main
+from edgeres.cli import main
 
 main()

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 
 @contextlib.contextmanager

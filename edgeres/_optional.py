@@ -2,7 +2,7 @@
 import importlib
 from types import ModuleType
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 # module -> the install command that provides it
 _PROVIDERS = {

@@ -5,7 +5,7 @@
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 # torchvision architecture name -> accepts a width multiplier
 ARCHITECTURES: dict[str, bool] = {"resnet18": False, "resnet34": False, "resnet50": False, "mobilenet_v2": True}

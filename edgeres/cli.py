@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import EdgeresError
+from edgeres import __version__
+from edgeres.errors import EdgeresError
 
 # command name -> module under edgeres.commands (each defines `command`)
 COMMANDS = {
@@ -41,7 +41,7 @@ def _load_config(ctx: click.Context, _param, path):
     """--config FILE.toml: one [section] per command sets that command's option defaults."""
     if path is None:
         return None
-    from .config import load_toml_defaults
+    from edgeres.config import load_toml_defaults
     try:
         ctx.default_map = load_toml_defaults(path, COMMANDS)
     except EdgeresError as exc:

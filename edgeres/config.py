@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 if sys.version_info >= (3, 11):
     import tomllib

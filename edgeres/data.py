@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 BUILTIN_DIR = Path(__file__).parent / "datasets"
 BUILTINS = ("fashion-mnist-mini",)

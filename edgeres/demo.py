@@ -59,7 +59,7 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
 
 
 def _train(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .train import TrainConfig, train
+    from edgeres.train import TrainConfig, train
     train(TrainConfig(out=str(paths["checkpoint"]), data=config.data, arch=config.arch, res=config.res,
                       width_mult=config.width_mult, small_input=True, epochs=config.epochs, lr=config.lr,
                       crop_scale=config.crop_scale, train_limit=config.train_limit, val_limit=config.val_limit,
@@ -68,28 +68,28 @@ def _train(config: DemoConfig, paths: dict[str, Path]) -> None:
 
 
 def _export(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .export import export
+    from edgeres.export import export
     export(paths["checkpoint"], paths["export"], resolutions=config.res)
 
 
 def _build(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .build import build
+    from edgeres.build import build
     build(paths["export"], paths["build"], list(config.targets), calib_images=config.calib_images,
           eval_images=config.eval_images)
 
 
 def _bench(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .bench import bench
+    from edgeres.bench import bench
     bench(paths["build"], device="cpu", min_time_s=config.bench_min_time_s, min_runs=config.bench_min_runs,
           out=paths["bench"])
 
 
 def _cascade(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .cascade import evaluate_cascade
+    from edgeres.choose.cascade import evaluate_cascade
     evaluate_cascade(paths["build"], max_drop=config.cascade_max_drop, target=config.targets[0],
                      limit=config.eval_images, out=paths["cascade"])
 
 
 def _report(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from .report import report
+    from edgeres.report import report
     report([paths["bench"] / "bench.json"], paths["report"], [paths["cascade"] / "cascade.json"])

@@ -8,10 +8,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .data import ImageSet, eval_batches, open_images
-from .errors import EdgeresError
-from .resolutions import parse_resolutions
-from .runtime import ort_scorer
+from edgeres.data import ImageSet, eval_batches, open_images
+from edgeres.errors import EdgeresError
+from edgeres.resolutions import parse_resolutions
+from edgeres.runtimes.ort import ort_scorer
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # N,C,H,W float32 -> N,classes logits
 
@@ -56,7 +56,7 @@ def torch_scorer(model, res: int, allow_nearest: bool = False, device: str = "cp
     """A scorer that switches `model` to `res` for each batch (so several can share one model)."""
     import torch
 
-    from .models import at_resolution
+    from edgeres.models import at_resolution
 
     def score(x: np.ndarray) -> np.ndarray:
         with torch.no_grad(), at_resolution(model, res, allow_nearest):
@@ -68,10 +68,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | None = None, resolutions
              split: str = "val", batch_size: int = 64, limit: int | None = None,
              allow_nearest: bool = False) -> dict[int, Accuracy]:
     """Top-1/top-5 of a checkpoint at each resolution (default: its trained ones) on `data` (default: its own)."""
-    from . import _optional
+    from edgeres import _optional
     _optional.torch("evaluating a checkpoint")
-    from .checkpoint import load_checkpoint
-    from .models import choose_bn
+    from edgeres.models import choose_bn
+    from edgeres.models.checkpoint import load_checkpoint
 
     model, info, _ = load_checkpoint(checkpoint)
     images = open_images(data or info.data, split)
@@ -127,7 +127,7 @@ def onnx_entries(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int, ob
     """(manifest, [(label, resolution, absolute file)]) for a build/export source."""
     from pathlib import Path
 
-    from .artifacts import read_artifacts
+    from edgeres.manifests.artifacts import read_artifacts
     path = Path(path)
     if path.suffix == ".onnx":
         return single_onnx_entry(path)

@@ -4,7 +4,6 @@ from typing import Callable
 import click
 
 
-
 def res_option(required: bool = False, help_text: str = "Resolutions in pixels, e.g. 224,192,160,128,96 (any order).") -> Callable:
     return click.option("--res", "res", required=required, default=None, metavar="R1,R2,...", help=help_text)
 

@@ -5,7 +5,7 @@ user types, index 0 is the highest resolution.
 """
 from typing import Iterable
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 MIN_RES, MAX_RES = 8, 2048  # below 8 px a CNN stem has nothing left; above 2048 is not a classifier input
 

@@ -1,5 +1,4 @@
 """Real measurements on tiny ONNX graphs (short min-time; no speed targets), CLI gate end to end, backends."""
-import json
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ from edgeres.bench import bench
 from edgeres.bench.tiny import tiny_export, tiny_macs
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
-from edgeres.manifest import read_manifest, write_manifest
+from edgeres.manifests._base import read_manifest, write_manifest
 
 FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
 
@@ -104,8 +103,9 @@ def test_build_dir_rows_carry_accuracy(tiny, tmp_path):
 def test_torch_eager_backend_switches_the_rsnet(tiny_rsnet, tiny_spec, tmp_path):
     """An export dir whose checkpoint exists: eager rows per resolution, ORT rows take the checkpoint's top-1."""
     torch = pytest.importorskip("torch")
-    from edgeres.checkpoint import CheckpointInfo, save_checkpoint
+    from edgeres.manifests.checkpoint import CheckpointInfo
     from edgeres.models import at_resolution
+    from edgeres.models.checkpoint import save_checkpoint
     info = CheckpointInfo(tiny_spec, (28, 20, 12), (0.5,), (0.5,), metrics={"28": {"top1": 80.0, "top5": 99.0}})
     save_checkpoint(tmp_path / "ckpt", tiny_rsnet, info)
     graphs = []

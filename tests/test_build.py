@@ -69,7 +69,7 @@ def test_activation_and_weight_types(built, target, act_type):
 def predictions(path, res: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 predictions, labels) of one graph on the first `limit` val images, single-threaded."""
     from edgeres.data import eval_batches, open_images
-    from edgeres.runtime import ort_scorer
+    from edgeres.runtimes.ort import ort_scorer
     score = ort_scorer(path, threads=1)
     pairs = [(score(x).argmax(1), y) for x, y in
              eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=limit)]
@@ -192,9 +192,10 @@ def test_build_and_onnx_eval_run_with_torch_blocked(built, tmp_path):
 
 def test_build_reads_what_edgeres_export_writes(tiny_rsnet, tiny_spec, tmp_path):
     """Integration with the real export stage (random-weight RS-Net: structure only, no accuracy claim)."""
-    from edgeres.checkpoint import CheckpointInfo, save_checkpoint
     from edgeres.data import open_images
     from edgeres.export import export
+    from edgeres.manifests.checkpoint import CheckpointInfo
+    from edgeres.models.checkpoint import save_checkpoint
     classes = open_images("fashion-mnist-mini", "val").info.classes
     info = CheckpointInfo(tiny_spec, (28, 20, 12), (0.286,), (0.353,), 1.0, "fashion-mnist-mini", classes)
     save_checkpoint(tmp_path / "ckpt", tiny_rsnet, info)

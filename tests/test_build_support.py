@@ -12,7 +12,7 @@ import pytest
 
 from edgeres._io import sha256_file
 from edgeres.data import ArrayImageSet, eval_batches, open_images
-from edgeres.manifest import write_manifest
+from edgeres.manifests._base import write_manifest
 
 RESOLUTIONS = (28, 16)
 MEAN, STD = (0.2860,), (0.3530,)
@@ -88,7 +88,7 @@ def tiny_export(tmp_path_factory, name: str = "tiny-export") -> Path:
 def test_tiny_export_is_accurate_enough(tmp_path_factory):
     """The fixture must learn something, or INT8-vs-FP32 comparisons are vacuous."""
     from edgeres.evaluate import evaluate_scorers
-    from edgeres.runtime import ort_scorer
+    from edgeres.runtimes.ort import ort_scorer
     export = tiny_export(tmp_path_factory)
     images = open_images("fashion-mnist-mini", "val")
     acc = evaluate_scorers({r: ort_scorer(export / f"tiny-{r}.onnx") for r in RESOLUTIONS}, images, MEAN, STD,

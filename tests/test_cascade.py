@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeres import cascade as cc
+from edgeres.choose import cascade as cc
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
-from edgeres.manifest import write_manifest
+from edgeres.manifests._base import write_manifest
 
 torch = pytest.importorskip("torch")
 
@@ -140,7 +140,7 @@ def export_dir(tmp_path_factory):
 
 def test_runner_matches_running_the_chosen_stage_graphs_directly(export_dir):
     from edgeres.data import eval_image, normalize, open_images
-    from edgeres.runtime import ort_scorer
+    from edgeres.runtimes.ort import ort_scorer
     thresholds = [0.4, 0.3]
     runner = cc.CascadeRunner.from_manifest(export_dir, thresholds)
     assert [s.resolution for s in runner.stages] == list(RES)
@@ -161,7 +161,7 @@ def test_runner_matches_running_the_chosen_stage_graphs_directly(export_dir):
 RUNNER_WITHOUT_TORCH = """
 import sys
 sys.modules['torch'] = None
-from edgeres.cascade import CascadeRunner
+from edgeres.choose.cascade import CascadeRunner
 from edgeres.data import open_images
 runner = CascadeRunner.from_manifest(sys.argv[1], [0.1, 0.1], confidence="margin")
 images = open_images("fashion-mnist-mini", "val")

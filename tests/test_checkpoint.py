@@ -4,9 +4,10 @@ import pickle
 import pytest
 import torch
 
-from edgeres.checkpoint import CheckpointInfo, load_checkpoint, load_state_dict_file, save_checkpoint
 from edgeres.errors import EdgeresError
+from edgeres.manifests.checkpoint import CheckpointInfo
 from edgeres.models import at_resolution
+from edgeres.models.checkpoint import load_checkpoint, load_state_dict_file, save_checkpoint
 
 from .conftest import TINY_RES
 

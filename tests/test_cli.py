@@ -31,7 +31,7 @@ for name in {blocked!r}:
     sys.modules[name] = None  # import raises ImportError, as if not installed
 from click.testing import CliRunner
 from edgeres.cli import COMMANDS, cli
-import edgeres.data, edgeres.manifest, edgeres.evaluate, edgeres.checkpoint
+import edgeres.data, edgeres.manifests, edgeres.evaluate, edgeres.manifests.checkpoint
 for name in [[]] + [[c] for c in COMMANDS]:
     result = CliRunner().invoke(cli, name + ["--help"])
     assert result.exit_code == 0, (name, result.output)
@@ -45,9 +45,9 @@ print("ok")
 def device_side_modules() -> list[str]:
     """Modules the Jetson side imports; later stages add theirs (bench, report, build)."""
     import importlib.util
-    names = ["edgeres.cli", "edgeres.data", "edgeres.manifest", "edgeres._io", "edgeres.evaluate",
-             "edgeres.bench", "edgeres.report", "edgeres.build", "edgeres.select", "edgeres.cascade",
-             "edgeres.build.lowbit", "edgeres.build.trt", "edgeres.bench.trt_runner"]
+    names = ["edgeres.cli", "edgeres.data", "edgeres.manifests._base", "edgeres._io", "edgeres.evaluate",
+             "edgeres.bench", "edgeres.report", "edgeres.build", "edgeres.choose.select", "edgeres.choose.cascade",
+             "edgeres.build.lowbit", "edgeres.build.trt", "edgeres.runtimes.trt"]
     return [n for n in names if importlib.util.find_spec(n) is not None]
 
 

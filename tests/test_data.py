@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from edgeres.augment import MultiResolutionTrainSet, crop_box
 from edgeres.data import eval_batches, eval_image, open_images
 from edgeres.errors import EdgeresError
+from edgeres.train.augment import MultiResolutionTrainSet, crop_box
 
 
 def test_bundled_fashion_mnist_mini_is_real_balanced_data():

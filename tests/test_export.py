@@ -8,13 +8,13 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 from click.testing import CliRunner  # noqa: E402
 
-from edgeres.checkpoint import CheckpointInfo, save_checkpoint  # noqa: E402
 from edgeres.cli import cli  # noqa: E402
 from edgeres.data import eval_batches, open_images  # noqa: E402
-from edgeres.errors import EdgeresError  # noqa: E402
 from edgeres.export import export  # noqa: E402
+from edgeres.manifests.checkpoint import CheckpointInfo
 from edgeres.models import ArchSpec, at_resolution, build_rsnet  # noqa: E402
-from edgeres.runtime import ort_session  # noqa: E402
+from edgeres.models.checkpoint import save_checkpoint  # noqa: E402
+from edgeres.runtimes.ort import ort_session  # noqa: E402
 
 from .conftest import TINY_RES, randomize_bn  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_nearest_and_dynamic_batch(mobilenet, tmp_path):
 
 
 def test_failed_export_leaves_nothing_and_keeps_a_previous_export(mobilenet, exported, tmp_path, monkeypatch):
-    import edgeres.export as stage
+    import edgeres.export.folded as stage
     calls = []
 
     def fail_second(*args):
@@ -217,7 +217,7 @@ def test_switchable_graph_equals_folded_graphs_at_every_trained_resolution(expor
 
 
 def test_switchable_module_equals_rsnet_in_pytorch(tiny_rsnet):
-    from edgeres.export_switchable import SwitchableGraph
+    from edgeres.export.switchable import SwitchableGraph
     graph = SwitchableGraph(tiny_rsnet)
     for index, res in enumerate(TINY_RES):
         x = torch.randn(2, 1, res, res)
@@ -226,7 +226,7 @@ def test_switchable_module_equals_rsnet_in_pytorch(tiny_rsnet):
 
 
 def test_agreement_rules_excuse_ties_and_step_flips_only_where_stated():
-    from edgeres.onnx_checks import FLOAT_RULE, STEP_RULE, agreement
+    from edgeres.export.checks import FLOAT_RULE, STEP_RULE, agreement
     ref = np.tile(np.array([[1.0, 0.0, -1.0]]), (50, 1))
     assert agreement(ref, ref + 1e-6).ok(FLOAT_RULE)
     flipped = ref.copy()

@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from edgeres.flops import count_macs, count_params, model_cost  # noqa: E402
+from edgeres.export.flops import count_macs, count_params, model_cost  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

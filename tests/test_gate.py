@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from edgeres.bench.gate import compare
-from edgeres.bench.stats import summarize
 from edgeres.errors import EdgeresError
+from edgeres.runtimes.stats import summarize
 
 BASE_MS = {64: 2.0, 48: 1.2, 32: 0.6}  # a model's true latency per resolution
 

@@ -5,8 +5,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgeres.losses import (distill_loss, distill_pairs, distill_weight, ensemble_logits, ensemble_loss,  # noqa: E402
-                            mred_terms, multires_ce)
+from edgeres.train.losses import (  # noqa: E402
+    distill_loss,
+    distill_pairs,
+    distill_weight,
+    ensemble_logits,
+    ensemble_loss,
+    mred_terms,
+    multires_ce,
+)
 
 Z_HIGH, Z_LOW = [2.0, 0.0], [0.0, 0.0]  # logits at 28 px and 12 px, label 0
 
@@ -82,7 +89,7 @@ def test_kl_term_count_and_weight():
 
 def test_ensemble_loss_trains_alpha_only(tiny_spec):
     from edgeres.models import build_rsnet
-    from edgeres.train_setup import MultiResolutionNet
+    from edgeres.train.setup import MultiResolutionNet
     torch.manual_seed(0)
     module = MultiResolutionNet(build_rsnet(tiny_spec, (28, 12)), (28, 12), ensemble=True).train()
     views = [torch.randn(4, 1, 28, 28), torch.randn(4, 1, 12, 12)]

@@ -31,8 +31,9 @@ def test_int8_grid_and_packing_on_hand_worked_levels():
 
 
 def _lq_checkpoint(tmp_path, quant, learned):
-    from edgeres.checkpoint import CheckpointInfo, save_checkpoint
+    from edgeres.manifests.checkpoint import CheckpointInfo
     from edgeres.models import ArchSpec, build_rsnet
+    from edgeres.models.checkpoint import save_checkpoint
     from tests.conftest import randomize_bn
     torch.manual_seed(0)
     spec = ArchSpec("mobilenet_v2", num_classes=10, in_channels=1, width_mult=0.25, small_input=True, quant=quant)
@@ -67,7 +68,7 @@ def built(tmp_path_factory):
 
 def _pytorch_vs_ort(model, path, res):
     from edgeres.models import at_resolution
-    from edgeres.runtime import ort_session
+    from edgeres.runtimes.ort import ort_session
     x = np.random.default_rng(res).standard_normal((4, 1, res, res)).astype(np.float32)
     with torch.no_grad(), at_resolution(model, res):
         ref = model(torch.from_numpy(x)).numpy()

@@ -8,8 +8,12 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from edgeres.models import ArchSpec, build_rsnet, set_resolution  # noqa: E402
-from edgeres.models import lq  # noqa: E402
+from edgeres.models import (  # noqa: E402
+    ArchSpec,
+    build_rsnet,
+    lq,  # noqa: E402
+    set_resolution,
+)
 from edgeres.models.specialize import freeze_for_export  # noqa: E402
 from tests.conftest import TINY_RES, randomize_bn  # noqa: E402
 

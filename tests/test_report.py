@@ -4,12 +4,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from edgeres.choose.pareto import dominates, pareto_front
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
-from edgeres.manifest import write_manifest
-from edgeres.pareto import dominates, pareto_front
-from edgeres.report import CSV_COLUMNS, read_bench, report, write_bench
-from edgeres.bench.stats import add_ratios, summarize
+from edgeres.manifests._base import write_manifest
+from edgeres.manifests.bench import CSV_COLUMNS, read_bench, write_bench
+from edgeres.report import report
+from edgeres.runtimes.stats import add_ratios, summarize
 
 
 def constructed_report(device="cpu") -> dict:

@@ -2,7 +2,7 @@ import pytest
 
 from edgeres._io import atomic_path, contained, write_json
 from edgeres.errors import EdgeresError
-from edgeres.manifest import read_manifest, write_manifest
+from edgeres.manifests._base import read_manifest, write_manifest
 from edgeres.resolutions import parse_resolutions
 
 

@@ -6,10 +6,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from edgeres.choose.select import select
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
-from edgeres.manifest import write_manifest
-from edgeres.select import select
+from edgeres.manifests._base import write_manifest
 
 
 def row(target, res, p50, top1, macs, batch=1, p90=None):
@@ -123,7 +123,7 @@ def test_cli_one_line_errors(bench_json, tmp_path, args, message):
 
 def test_select_imports_without_torch(bench_json):
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from edgeres.select import select\n"
+            "from edgeres.choose import select\n"
             f"print(select([{str(bench_json)!r}], budget_ms=2.5).chosen.target)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "ort-int8", run.stderr

@@ -5,9 +5,15 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edgeres.errors import EdgeresError  # noqa: E402
-from edgeres.models import (ArchSpec, SwitchableBatchNorm2d, at_resolution, build_rsnet,  # noqa: E402
-                            convert_to_switchable, interpolate_bn_tensors)
-from edgeres.models.specialize import (conv_bn_pairs, fp16_range, plain_bn, specialize)  # noqa: E402
+from edgeres.models import (  # noqa: E402
+    ArchSpec,
+    SwitchableBatchNorm2d,
+    at_resolution,
+    build_rsnet,
+    convert_to_switchable,
+    interpolate_bn_tensors,
+)
+from edgeres.models.specialize import conv_bn_pairs, fp16_range, plain_bn, specialize  # noqa: E402
 from edgeres.models.switchable_bn import choose_bn  # noqa: E402
 
 from .conftest import TINY_RES, randomize_bn  # noqa: E402

@@ -5,8 +5,16 @@ import torch
 from torch import nn
 
 from edgeres.errors import EdgeresError
-from edgeres.models import (SwitchableBatchNorm2d, at_resolution, build_plain, choose_bn, convert_to_switchable,
-                            set_resolution, switchable_layers, trained_resolutions)
+from edgeres.models import (
+    SwitchableBatchNorm2d,
+    at_resolution,
+    build_plain,
+    choose_bn,
+    convert_to_switchable,
+    set_resolution,
+    switchable_layers,
+    trained_resolutions,
+)
 
 from .conftest import TINY_RES, randomize_bn
 

@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from edgeres import train_loop  # noqa: E402
 from edgeres.cli import cli  # noqa: E402
 from edgeres.errors import EdgeresError  # noqa: E402
 from edgeres.train import TrainConfig, train  # noqa: E402
+from edgeres.train import loop as train_loop  # noqa: E402
 
 TOY = dict(arch="mobilenet_v2", width_mult=0.25, small_input=True, res=(16, 28), epochs=1, batch_size=64,
            train_limit=256, val_limit=64, crop_scale=(0.5, 1.0), progress=False)

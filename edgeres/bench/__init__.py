@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import EdgeresError
-from ..artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
-from .gate import GateResult, compare
-from .machine import gemm_summary, machine_info
-from .stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
-from .worker import cell_key, measure
+from edgeres.bench.gate import GateResult, compare
+from edgeres.bench.machine import gemm_summary, machine_info
+from edgeres.bench.worker import cell_key, measure
+from edgeres.errors import EdgeresError
+from edgeres.manifests.artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
+from edgeres.runtimes.stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
 
 DEVICES = {"cpu": "ONNX Runtime CPU (default)", "cuda": "TensorRT engines, or ONNX Runtime's CUDA provider",
            "jetson": "cuda + nvpmodel/clock state + tegrastats power and energy per image"}
@@ -47,7 +47,7 @@ def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequenc
     raw = measure(plan, processes)
     report = _assemble(source, device, plan, raw, artifacts, processes)
     if out is not None:
-        from ..report import write_bench
+        from edgeres.manifests.bench import write_bench
         write_bench(report, out)
     return report
 
@@ -55,7 +55,7 @@ def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequenc
 def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, statistic: str = "p50",
          max_regression: float = 10.0, normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
     """Compare two bench reports (paths to bench.json or report dicts); see `edgeres.bench.gate.compare`."""
-    from ..report import read_bench
+    from edgeres.manifests.bench import read_bench
     load = (lambda r: r if isinstance(r, dict) else read_bench(r))
     return compare(load(baseline), load(current), statistic, max_regression, normalize, fail_on_missing)
 
@@ -82,8 +82,8 @@ def _device_backends(device: str, backends, found: list[Artifact]) -> tuple[tupl
 
 
 def _gpu_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[str, ...], str]:
-    from .power import missing_jetson_tools
-    from .trt_runner import cuda_available
+    from edgeres.bench.power import missing_jetson_tools
+    from edgeres.runtimes.trt import cuda_available
     if device == "jetson" and missing_jetson_tools():
         raise EdgeresError(f"--device jetson needs a Jetson: {missing_jetson_tools()}; use --device cpu here")
     trt_missing, ort_cuda = cuda_available(), _ort_has_cuda()
@@ -146,7 +146,7 @@ def _machine(device, plan, reference) -> dict[str, Any]:
     info = machine_info(device, plan["threads"], plan["provider"])
     info["gemm_gflops_per_s"] = reference["gflops_per_s"]
     if device == "jetson":
-        from .power import power_state
+        from edgeres.bench.power import power_state
         info["power_state"] = power_state()
     return info
 

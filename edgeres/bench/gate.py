@@ -8,8 +8,8 @@ by the same statistic of the same report's reference GEMM first, so a uniformly 
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EdgeresError
-from .stats import STATISTICS
+from edgeres.errors import EdgeresError
+from edgeres.runtimes.stats import STATISTICS
 
 VERDICTS = ("regressed", "missing", "improved", "new", "pass")
 

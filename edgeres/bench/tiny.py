@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import sha256_file, write_bytes
-from ..manifest import write_manifest
+from edgeres._io import sha256_file, write_bytes
+from edgeres.manifests._base import write_manifest
 
 WIDTH, CLASSES = 16, 10
 
@@ -23,7 +23,7 @@ def tiny_macs(res: int, depth: int) -> int:
 
 def tiny_graph(res: int, depth: int = 2, seed: int = 0) -> bytes:
     """Serialized ONNX (opset 17) of the tiny CNN at a static 1x3xRxR input."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     rng = np.random.default_rng(seed)
     inits, nodes, x = [], [], "input"
     for i, cin in enumerate([3] + [WIDTH] * depth):

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from typing import Any
 
-from ..errors import EdgeresError
-from ..artifacts import Artifact
-from .runners import SkipCell, TorchRunner, make_runner
-from .stats import percentile
-from .timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
+from edgeres.errors import EdgeresError
+from edgeres.manifests.artifacts import Artifact
+from edgeres.runtimes import make_runner
+from edgeres.runtimes.base import SkipCell
+from edgeres.runtimes.stats import percentile
+from edgeres.runtimes.timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
+from edgeres.runtimes.torch_eager import TorchRunner
 
 
 def cell_key(artifact: dict, batch: int) -> str:
@@ -67,7 +69,7 @@ def _memory(before: float | None) -> dict[str, float | None]:
 def _power(plan: dict, cells: list[Cell]) -> dict:
     if not plan.get("power"):
         return {}
-    from .power import measure_power
+    from edgeres.bench.power import measure_power
     return measure_power(cells, **plan["power"], batch_of=lambda key: int(key.rsplit("/b", 1)[1].split("/")[0]))
 
 

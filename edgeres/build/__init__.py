@@ -11,14 +11,24 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .._io import contained, sha256_file
-from ..data import open_images
-from ..errors import EdgeresError
-from ..evaluate import check_classes
-from ..manifest import read_manifest, require, write_manifest
-from ..resolutions import parse_resolutions
-from .targets import (TARGETS, Artifact, BuildContext, CalibSettings, GraphEntry, Target, get_target,
-                      resolve_builder, target_names, with_prerequisites)
+from edgeres._io import contained, sha256_file
+from edgeres.build.targets import (
+    TARGETS,
+    Artifact,
+    BuildContext,
+    CalibSettings,
+    GraphEntry,
+    Target,
+    get_target,
+    resolve_builder,
+    target_names,
+    with_prerequisites,
+)
+from edgeres.data import open_images
+from edgeres.errors import EdgeresError
+from edgeres.evaluate import check_classes
+from edgeres.manifests._base import read_manifest, require, write_manifest
+from edgeres.resolutions import parse_resolutions
 
 __all__ = ["build", "TARGETS", "Artifact", "BuildContext", "CalibSettings", "GraphEntry", "Target",
            "get_target", "target_names"]
@@ -84,15 +94,15 @@ def graph_entry(raw: dict, export_dir: Path, where: str) -> GraphEntry:
 def check_extras(order: list[Target]) -> None:
     """A trt target without TensorRT fails now, in one line, not after the ONNX targets were built."""
     if any(t.backend == "trt" for t in order):
-        from .trt import require_tensorrt
+        from edgeres.build.trt import require_tensorrt
         require_tensorrt(next(t.name for t in order if t.backend == "trt"))
 
 
 def preflight(ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) -> None:
     """Stale calibration caches are dropped when asked (`recalibrate`), before any builder runs."""
     if recalibrate:
-        from .calib import cache_file
-        from .ort import calib_dir
+        from edgeres.build.calib import cache_file
+        from edgeres.build.ort import calib_dir
         for graph in graphs:
             cache_file(calib_dir(ctx), graph, ctx.calib.method).unlink(missing_ok=True)
 
@@ -115,8 +125,8 @@ def row_for(target: Target, graph: GraphEntry, artifact: Artifact, images, ctx: 
     """One build.json artifact row; ORT artifacts are evaluated here with ONNX Runtime."""
     accuracy, note = artifact.accuracy, artifact.accuracy_note
     if accuracy is None and target.backend == "ort" and images is not None:
-        from ..runtime import ort_scorer
-        from .measure import accuracy_json
+        from edgeres.build.measure import accuracy_json
+        from edgeres.runtimes.ort import ort_scorer
         accuracy = accuracy_json(graph, ort_scorer(artifact.file), images, ctx.export,
                                  ctx.options.get("eval_images"), "onnxruntime-cpu")
     elif accuracy is None and note is None:

@@ -21,10 +21,10 @@ from typing import Iterator
 
 import numpy as np
 
-from .._io import read_json, write_json, write_text
-from ..data import ImageSet, eval_batches, open_images
-from ..errors import EdgeresError
-from .targets import CalibSettings, GraphEntry
+from edgeres._io import read_json, write_json, write_text
+from edgeres.build.targets import CalibSettings, GraphEntry
+from edgeres.data import ImageSet, eval_batches, open_images
+from edgeres.errors import EdgeresError
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = 1

@@ -5,12 +5,12 @@ are cheap. This graph is the input of a strongly typed TensorRT build (`trt-fp16
 """
 import numpy as np
 
-from .._io import atomic_path
-from .._optional import require
-from ..errors import EdgeresError
-from ..runtime import ort_session
-from .ort import artifact_path
-from .targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres._io import atomic_path
+from edgeres._optional import require
+from edgeres.build.ort import artifact_path
+from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.errors import EdgeresError
+from edgeres.runtimes.ort import ort_session
 
 FP16_MAX = 65504.0  # largest finite float16
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_bytes
-from ..errors import EdgeresError
-from ..arch import parse_quant
-from .ort import artifact_path
-from .targets import Artifact, BuildContext, GraphEntry, get_target, lq_bits
+from edgeres._io import write_bytes
+from edgeres.arch import parse_quant
+from edgeres.build.ort import artifact_path
+from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target, lq_bits
+from edgeres.errors import EdgeresError
 
 QMAX = 127  # symmetric signed INT8, as TensorRT wants (codes of non-negative levels use 0..127)
 CLUSTER_RTOL = 1e-4  # weights within 1e-4·max|w_c| are one level: BN folding adds only ~1e-7 float rounding
@@ -348,7 +348,7 @@ def compare_outputs(reference, built: Path, graph: GraphEntry, x: np.ndarray, la
 
 def _run(model, graph: GraphEntry, x: np.ndarray) -> np.ndarray:
     """Logits of `model` (path or serialized bytes) on x, fed in the graph's batch size."""
-    from ..runtime import ort_session
+    from edgeres.runtimes.ort import ort_session
     session = ort_session(model if isinstance(model, bytes) else str(model), threads=1, spinning=False)
     dims = graph.input_shape
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else len(x)
@@ -372,7 +372,7 @@ def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes
 
 def check_images(ctx: BuildContext, graph: GraphEntry, limit: int = CHECK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     """The first `limit` val images of the export's data, preprocessed as at evaluation."""
-    from ..data import eval_batches, open_images
+    from edgeres.data import eval_batches, open_images
     images = open_images(ctx.data or ctx.export.get("verify_data") or ctx.export["data"], "val")
     norm = ctx.export["normalization"]
     x, y = zip(*eval_batches(images, graph.resolution, norm["mean"], norm["std"],

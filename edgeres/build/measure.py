@@ -1,7 +1,7 @@
 """Top-1/top-5 of built artifacts on the eval data, with the same preprocessing as every other stage."""
-from ..data import ImageSet
-from ..evaluate import Scorer, evaluate_scorers
-from .targets import GraphEntry
+from edgeres.build.targets import GraphEntry
+from edgeres.data import ImageSet
+from edgeres.evaluate import Scorer, evaluate_scorers
 
 DYNAMIC_BATCH = 64  # batch for graphs exported with a dynamic batch axis
 

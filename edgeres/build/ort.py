@@ -10,10 +10,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from .._io import atomic_path
-from ..errors import EdgeresError
-from .calib import Calibration, calibrate, tensors_data
-from .targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres._io import atomic_path
+from edgeres.build.calib import Calibration, calibrate, tensors_data
+from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.errors import EdgeresError
 
 
 def artifact_path(ctx: BuildContext, graph: GraphEntry, suffix: str = ".onnx") -> Path:

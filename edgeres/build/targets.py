@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 LQ_PATTERN = re.compile(r"^(trt-)?lq-w([1-8])a([1-8]|32)$")  # K-bit weights, J-bit activations (32 = float)
 

@@ -10,10 +10,10 @@ import re
 import shlex
 from pathlib import Path
 
-from .._io import sha256_file, write_bytes, write_text
-from .._optional import available, require
-from ..errors import EdgeresError
-from .targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres._io import sha256_file, write_bytes, write_text
+from edgeres._optional import available, require
+from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.errors import EdgeresError
 
 WORKSPACE_MIB = 1024  # builder scratch memory; Jetson Nano/Orin Nano share 4-8 GB with the CPU
 
@@ -128,8 +128,8 @@ def engine_accuracy(ctx: BuildContext, graph: GraphEntry, plan: bytes) -> tuple[
         return None, "not measured: install polygraphy on the device to measure the engine's accuracy"
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
-    from ..data import open_images
-    from .measure import accuracy_json
+    from edgeres.build.measure import accuracy_json
+    from edgeres.data import open_images
     images = open_images(ctx.data or ctx.export["data"], "val")
     with TrtRunner(engine_from_bytes(plan)) as runner:
         def score(x):

@@ -1,9 +1,9 @@
 """`edgeres bench`: latency per resolution x target x batch, optional CI regression gate."""
 import click
 
-from ..options import out_option, res_option
+from edgeres.options import out_option, res_option
 
-STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians")  # = edgeres.bench.stats.STATISTICS
+STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians")  # = edgeres.runtimes.stats.STATISTICS
 
 
 def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
@@ -53,10 +53,10 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     """
     from pathlib import Path
 
-    from ..bench import bench, gate
-    from ..errors import EdgeresError
-    from ..report import print_bench_table
-    from ..resolutions import parse_resolutions
+    from edgeres.bench import bench, gate
+    from edgeres.errors import EdgeresError
+    from edgeres.report import print_bench_table
+    from edgeres.resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
     report = bench(directory, device, targets or None, parse_resolutions(res) if res else None, _ints(batch, "--batch"), threads,
@@ -72,8 +72,9 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
 
 
 def _print_gate(result) -> None:
-    from ..report_table import wide_console
     from rich.table import Table
+
+    from edgeres.report.tables import wide_console
     unit = "x ref" if result.normalized else "ms"
     table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
     for column in ("row", "verdict", "baseline", "current", "change"):

@@ -1,11 +1,11 @@
 """`edgeres build`: precision variants (INT8 QDQ, FP16, LQ-Net low-bit, TensorRT engines) from export.json."""
 import click
 
-from ..options import data_option, res_option
+from edgeres.options import data_option, res_option
 
 
 def _targets_help() -> str:
-    from ..build.targets import TARGETS, LQ_EXAMPLES
+    from edgeres.build.targets import LQ_EXAMPLES, TARGETS
     lines = [f"  {t.name:<10} {t.description}" for t in TARGETS.values()]
     lines.append(f"  lq-w<K>a<J> LQ-Net learned K-bit weights / J-bit activations ({', '.join(LQ_EXAMPLES)})")
     lines.append("  trt-lq-w<K>a<J> TensorRT engine from that LQ graph")
@@ -41,7 +41,7 @@ def command(export_dir, targets, calib_data, calib_images, calib_method, calib_d
       edgeres build build/rsnet --target ort-int8 --target int8-qdq --calib-images 512
       edgeres build build/rsnet --target trt-fp16 --target trt-int8     # on the Jetson
     """
-    from ..build import build
+    from edgeres.build import build
 
     out = out or export_dir
     manifest = build(export_dir, out, list(targets), data=data, calib_images=calib_images,

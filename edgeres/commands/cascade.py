@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from ..options import data_option
+from edgeres.options import data_option
 
 
 @click.command("cascade")
@@ -37,21 +37,22 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, th
       edgeres cascade build/rs --data fashion-mnist-mini --max-drop 0.5
       edgeres cascade build/rs --target ort-int8 --confidence margin --out build/rs/cascade-int8
     \b
-    Python: edgeres.cascade.evaluate_cascade(...), then CascadeRunner.from_cascade_json(".../cascade.json").
+    Python: edgeres.choose.evaluate_cascade(...), then CascadeRunner.from_cascade_json(".../cascade.json").
     """
-    from ..cascade import CASCADE_FILE, evaluate_cascade
+    from edgeres.choose.cascade import CASCADE_FILE, evaluate_cascade
 
     path = Path(source)
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data, max_drop, confidence, target, tune_on, seed, limit, threads, out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
-               f"edgeres.cascade.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
+               f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
 
 
 def _print(report) -> None:
-    from ..report_table import wide_console
     from rich.table import Table
+
+    from edgeres.report.tables import wide_console
 
     high = report.row("highest")
     resolutions = "/".join(str(s.resolution) for s in report.source.stages)

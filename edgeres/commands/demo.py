@@ -22,7 +22,7 @@ def command(out, epochs, toy) -> None:
     """
     from dataclasses import replace
 
-    from ..demo import DemoConfig, run_demo, toy_config
+    from edgeres.demo import DemoConfig, run_demo, toy_config
 
     config = toy_config(out) if toy else DemoConfig(out=out)
     if epochs:

@@ -1,7 +1,7 @@
 """`edgeres eval`: top-1/top-5 per resolution of a checkpoint, or of ONNX artifacts (export/build outputs)."""
 import click
 
-from ..options import data_option, json_option, res_option
+from edgeres.options import data_option, json_option, res_option
 
 
 @click.command("eval")
@@ -26,9 +26,9 @@ def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path)
       edgeres eval runs/rs --res 28,22,12 --json runs/rs/eval.json
       edgeres eval build/rs --limit 500          # every ONNX artifact in build/rs/build.json
     """
-    from .._io import write_json
-    from ..evaluate import evaluate, evaluate_onnx, is_onnx_source
-    from ..report_table import print_accuracy_table
+    from edgeres._io import write_json
+    from edgeres.evaluate import evaluate, evaluate_onnx, is_onnx_source
+    from edgeres.report.tables import print_accuracy_table
 
     if is_onnx_source(checkpoint):
         results = evaluate_onnx(checkpoint, data, res, split, batch_size, limit)

@@ -1,7 +1,7 @@
 """`edgeres export`: one verified ONNX graph per resolution (BNs folded), optionally one switchable graph."""
 import click
 
-from ..options import data_option, out_option, res_option
+from edgeres.options import data_option, out_option, res_option
 
 
 @click.command("export")
@@ -34,7 +34,7 @@ def command(checkpoint, res, out, opset, dynamic_batch, switchable, nearest, ver
       edgeres export runs/rs --res 28,24,12 --out build/rs --switchable
       edgeres export runs/r18 --res 224,160,96 --opset 13 --out build/r18
     """
-    from ..export import export
+    from edgeres.export import export
 
     manifest = export(checkpoint, out, res, opset, dynamic_batch, switchable, nearest, verify_images, data)
     _print_summary(manifest, out)

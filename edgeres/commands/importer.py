@@ -1,7 +1,7 @@
 """`edgeres import`: a torchvision BN CNN you already have -> an RS-Net with per-resolution BN recalibration."""
 import click
 
-from ..options import data_option, out_option, res_option
+from edgeres.options import data_option, out_option, res_option
 
 
 @click.command("import")
@@ -40,14 +40,14 @@ def command(arch, weights, res, data, out, num_classes, in_channels, width_mult,
           --data fashion-mnist-mini --res 28,20,12 --out runs/imp --finetune-epochs 2
       edgeres import ... --no-recalibrate --out runs/naive     # the copy-and-run baseline, to compare
     """
-    from ..importer import import_model
+    from edgeres.train.importer import import_model
 
     options = {"lr": finetune_lr, "warmup_epochs": 0.0, "val_limit": val_limit}
     result = import_model(arch, weights, res, out, data=data or "fashion-mnist-mini", num_classes=num_classes,
                           in_channels=in_channels, small_input=small_input, width_mult=width_mult,
                           recalibrate=recalibrate, calib_images=calib_images, finetune_epochs=finetune_epochs,
                           finetune_options=options, val_limit=val_limit)
-    from ..checkpoint import read_checkpoint_info
+    from edgeres.manifests.checkpoint import read_checkpoint_info
     info = read_checkpoint_info(result)
     for r, metric in info.metrics.items():
         click.echo(f"{r} px: top-1 {metric['top1']:.2f}%  top-5 {metric['top5']:.2f}%")

@@ -20,7 +20,7 @@ def command(inputs, out, cascades) -> None:
       edgeres report cpu/bench.json jetson/bench.json --out report/   # devices side by side
       edgeres report build/rsnet/bench/bench.json --cascade build/rsnet/cascade/cascade.json --out report/
     """
-    from ..report import report
+    from edgeres.report import report
 
     paths = report(inputs, out, cascades)
     for name, path in paths.items():

@@ -2,7 +2,7 @@
 
 import click
 
-from ..options import json_option
+from edgeres.options import json_option
 
 
 @click.command("select")
@@ -33,9 +33,9 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
       edgeres select build/rs/bench/bench.json --budget-ms 2.5
       edgeres select build/rs/bench/bench.json --build build/rs --budget-mmacs 20 --json build/rs/select.json
     \b
-    Python: from edgeres.select import select; select(["build/rs/bench/bench.json"], budget_ms=2.5).chosen
+    Python: from edgeres.choose import select; select(["build/rs/bench/bench.json"], budget_ms=2.5).chosen
     """
-    from ..select import select
+    from edgeres.choose.select import select
 
     selection = select(bench_reports, builds, budget_ms, budget_mflops, statistic, budget_mmacs)
     _print(selection)
@@ -47,8 +47,8 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
 def _print(selection) -> None:
     from rich.table import Table
 
-    from ..report_table import wide_console
-    from ..select import budget_text, mmacs_text
+    from edgeres.choose.select import budget_text, mmacs_text
+    from edgeres.report.tables import wide_console
 
     table = Table(title=f"Pareto front: top-1 up, {selection.statistic} latency down (batch 1)")
     several = len({d.report for d in selection.candidates}) > 1  # then say which report each row is from

@@ -3,7 +3,7 @@ import os
 
 import click
 
-from ..options import data_option, out_option, res_option
+from edgeres.options import data_option, out_option, res_option
 
 
 def _floats(value: str, name: str) -> tuple[float, ...]:
@@ -65,7 +65,7 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
       torchrun --standalone --nproc_per_node 2 -m edgeres train ... --out runs/rs   # DDP
       edgeres --config train.toml train --out runs/rs         # [train] table sets any option
     """
-    from ..train import TrainConfig, train
+    from edgeres.train import TrainConfig, train
 
     options = dict(data=data or "fashion-mnist-mini", arch=arch, mode=mode, kd=kd, width_mult=width_mult,
                    small_input=small_input, quant=quant, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -81,8 +81,8 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
 
 
 def _summary(out, mode: str) -> None:
-    from .._io import read_json
-    from ..checkpoint import read_checkpoint_info
+    from edgeres._io import read_json
+    from edgeres.manifests.checkpoint import read_checkpoint_info
     if mode == "individual":
         rows = read_json(out / "summary.json")["models"]
         for res, row in rows.items():

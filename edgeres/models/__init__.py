@@ -1,8 +1,17 @@
 """RS-Net core: private BNs per resolution, generic conversion of any BN CNN, torchvision builders."""
-from ..arch import ARCHITECTURES, ArchSpec
-from .rsnet import build_plain, build_rsnet, check_resolutions_fit
-from .switchable_bn import (BNChoice, SwitchableBatchNorm2d, at_resolution, choose_bn, convert_to_switchable,
-                            interpolate_bn_tensors, set_resolution, switchable_layers, trained_resolutions)
+from edgeres.arch import ARCHITECTURES, ArchSpec
+from edgeres.models.rsnet import build_plain, build_rsnet, check_resolutions_fit
+from edgeres.models.switchable_bn import (
+           BNChoice,
+           SwitchableBatchNorm2d,
+           at_resolution,
+           choose_bn,
+           convert_to_switchable,
+           interpolate_bn_tensors,
+           set_resolution,
+           switchable_layers,
+           trained_resolutions,
+)
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "BNChoice", "SwitchableBatchNorm2d", "at_resolution", "build_plain",
            "build_rsnet", "check_resolutions_fit", "choose_bn", "convert_to_switchable", "interpolate_bn_tensors",

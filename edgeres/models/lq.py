@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 NORM_PPF_0_75 = 0.6745  # Φ⁻¹(0.75): the init scale of LQ-Nets' bases
 MOVING_AVERAGE = 0.9  # v ← 0.9·v + 0.1·v* (LQ-Nets MOVING_AVERAGES_FACTOR)

@@ -4,11 +4,11 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from .._optional import require
-from ..arch import ARCHITECTURES, ArchSpec
-from ..errors import EdgeresError
-from ..resolutions import parse_resolutions
-from .switchable_bn import SwitchableBatchNorm2d
+from edgeres._optional import require
+from edgeres.arch import ARCHITECTURES, ArchSpec
+from edgeres.errors import EdgeresError
+from edgeres.models.switchable_bn import SwitchableBatchNorm2d
+from edgeres.resolutions import parse_resolutions
 
 
 def _resnet_small_input(model: nn.Module, in_channels: int, small_input: bool) -> None:
@@ -50,8 +50,10 @@ def build_rsnet(spec: ArchSpec, resolutions: Sequence[int]) -> nn.Module:
     resolutions = parse_resolutions(resolutions)
     model = build_plain(spec, functools.partial(SwitchableBatchNorm2d, resolutions=resolutions))
     if spec.quant is not None:
-        from ..arch import parse_quant
-        from .lq import apply_lq  # LQ-Nets quantizers shared by all resolutions (private BNs stay private)
+        from edgeres.arch import parse_quant
+        from edgeres.models.lq import (
+            apply_lq,  # LQ-Nets quantizers shared by all resolutions (private BNs stay private)
+        )
         apply_lq(model, *parse_quant(spec.quant))
     return model
 
@@ -63,7 +65,7 @@ def check_resolutions_fit(model: nn.Module, resolutions: Sequence[int], in_chann
     """
     import torch
 
-    from .switchable_bn import at_resolution
+    from edgeres.models.switchable_bn import at_resolution
 
     sides: dict[int, int] = {}
     last_map: list[int] = []

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import EdgeresError
-from .switchable_bn import BNChoice, SwitchableBatchNorm2d, interpolate_bn_tensors, set_resolution
+from edgeres.errors import EdgeresError
+from edgeres.models.switchable_bn import BNChoice, SwitchableBatchNorm2d, interpolate_bn_tensors, set_resolution
 
 log = logging.getLogger(__name__)
 

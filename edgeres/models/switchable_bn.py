@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EdgeresError
-from ..resolutions import parse_resolutions
+from edgeres.errors import EdgeresError
+from edgeres.resolutions import parse_resolutions
 
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 

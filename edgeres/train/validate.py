@@ -8,11 +8,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .data import ImageSet, eval_batches
-from .distributed import Dist, all_sum
-from .evaluate import topk_hits
-from .losses import ensemble_weights
-from .models import at_resolution
+from edgeres.data import ImageSet, eval_batches
+from edgeres.evaluate import topk_hits
+from edgeres.models import at_resolution
+from edgeres.train.distributed import Dist, all_sum
+from edgeres.train.losses import ensemble_weights
 
 CACHE_BYTES = 256 << 20  # cache preprocessed batches below this size (a 2k-image 28 px set is ~20 MB)
 
@@ -21,7 +21,7 @@ class EvalSet:
     """This rank's share of `images`, preprocessed at every resolution: batches of ({res: NCHW}, labels)."""
 
     def __init__(self, images: ImageSet, resolutions: Sequence[int], ctx: Dist, batch_size: int = 128):
-        from .train_setup import SubsetImages
+        from edgeres.train.setup import SubsetImages
         self.images = SubsetImages(images, range(ctx.rank, len(images), ctx.world), f"rank{ctx.rank}")
         self.resolutions, self.batch_size = tuple(resolutions), batch_size
         info = images.info

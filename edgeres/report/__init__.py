@@ -1,76 +1,17 @@
-"""Bench reports: bench.json (versioned, raw samples kept), flat CSV rows, a rich table, and `report()`.
+"""Reports over bench.json files (read by edgeres.manifests.bench): a rich table, Markdown, plots, `report()`.
 
 Python twin of `edgeres report`: `edgeres.report.report(["build/rsnet/bench/bench.json"], "report/")`
 writes a Markdown table, results.csv and the plots (latency vs MACs; accuracy vs latency with the Pareto
 front when accuracy is known). Torch-free; matplotlib is imported only to draw.
 """
-import csv
-import io
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from ._io import write_text
-from .errors import EdgeresError
-from .manifest import read_manifest, require, write_manifest
-from .pareto import pareto_front
-
-CSV_COLUMNS = ("target", "resolution", "batch", "backend", "provider", "precision", "p50_ms", "p90_ms", "p99_ms",
-               "mean_ms", "std_ms", "min_ms", "median_of_medians_ms", "count", "img_per_s", "macs", "gflops_per_s",
-               "latency_ratio", "macs_ratio", "top1", "peak_rss_mb", "avg_power_w", "energy_per_image_mj")
-
-
-def write_bench(report: dict[str, Any], out: str | os.PathLike) -> dict[str, Path]:
-    """Write `out/bench.json` (kind "bench", format 1) and `out/bench.csv`; returns their paths."""
-    out = Path(out)
-    body = {k: v for k, v in report.items() if not k.startswith("_") and k not in ("kind", "format_version",
-                                                                                  "edgeres_version")}
-    paths = {"json": write_manifest(out / "bench.json", "bench", body),
-             "csv": write_text(out / "bench.csv", to_csv(flat_rows(report)))}
-    return paths
-
-
-def read_bench(path: str | os.PathLike) -> dict[str, Any]:
-    """A validated bench report (a bench.json file or a directory holding one)."""
-    report = read_manifest(path, "bench")
-    where = report["_path"]
-    for row in require(report, "rows", list, where):
-        for key, kind in (("target", str), ("resolution", int), ("batch", int), ("stats", dict)):
-            require(row, key, kind, f"{where} row")
-        require(row["stats"], "p50", (int, float), f"{where} row stats")
-    return report
-
-
-def flat_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat dict per row with CSV_COLUMNS (timm-style benchmark rows)."""
-    return [_flat(row) for row in report["rows"]]
-
-
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    stats, accuracy = row["stats"], row.get("accuracy") or {}
-    memory, power = row.get("memory") or {}, row.get("power") or {}
-    flat = {k: row.get(k) for k in ("target", "resolution", "batch", "backend", "provider", "precision", "img_per_s",
-                                     "macs", "gflops_per_s", "latency_ratio", "macs_ratio")}
-    flat.update({f"{k}_ms": stats.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min", "median_of_medians")})
-    flat.update(count=stats.get("count"), top1=accuracy.get("top1"), peak_rss_mb=memory.get("peak_rss_mb"),
-                avg_power_w=power.get("avg_power_w"), energy_per_image_mj=power.get("energy_per_image_mj"))
-    return flat
-
-
-def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(row.get(k)) for k in columns})
-    return buffer.getvalue()
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
-
+from edgeres._io import write_text
+from edgeres.choose.pareto import pareto_front
+from edgeres.errors import EdgeresError
+from edgeres.manifests.bench import CSV_COLUMNS, flat_rows, read_bench, to_csv
 
 TABLE_COLUMNS = (("target", "target"), ("res", "resolution"), ("batch", "batch"), ("p50 ms", "p50_ms"),
                  ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("img/s", "img_per_s"), ("MMACs", "macs"),
@@ -90,8 +31,9 @@ def _cell(key: str, value: Any) -> str:
 
 def print_bench_table(report: dict[str, Any], title: str | None = None) -> None:
     """Rich table of the report's rows on stdout (results go to stdout, logs to stderr)."""
-    from .report_table import wide_console
     from rich.table import Table
+
+    from edgeres.report.tables import wide_console
     machine, ref = report.get("machine", {}), report.get("reference", {})
     table = Table(title=title or f"{machine.get('device', '?')}: {machine.get('device_name', '')}, "
                                  f"{machine.get('threads')} threads, reference GEMM {ref.get('gflops_per_s')} GFLOP/s")
@@ -150,7 +92,7 @@ def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     cascades: cascade.json files from `edgeres cascade`; their rows (highest only, random, cascade) join the
     accuracy plot as their own series and get a table in report.md.
     """
-    from .report_plots import plot_accuracy_vs_latency, plot_latency_vs_macs
+    from edgeres.report.plots import plot_accuracy_vs_latency, plot_latency_vs_macs
     out, rows = Path(out), combined_rows(inputs)
     extra = cascade_rows(cascades)
     paths = {"csv": write_text(out / "results.csv", to_csv(rows, ("series",) + CSV_COLUMNS))}
@@ -164,7 +106,7 @@ def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 def cascade_rows(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Flat rows (series, method, top1, mean_ms, mmacs, split) of cascade.json files."""
-    from ._io import read_json
+    from edgeres._io import read_json
     rows = []
     for path in paths:
         data = read_json(path, "cascade result")

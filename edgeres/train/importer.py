@@ -12,11 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _optional
-from .arch import ArchSpec
-from .checkpoint import CheckpointInfo, load_into, load_state_dict_file, save_checkpoint
-from .errors import EdgeresError
-from .resolutions import parse_resolutions
+from edgeres import _optional
+from edgeres.arch import ArchSpec
+from edgeres.errors import EdgeresError
+from edgeres.manifests.checkpoint import CheckpointInfo
+from edgeres.models.checkpoint import load_into, load_state_dict_file, save_checkpoint
+from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger("edgeres.import")
 CALIB_SEED = 0  # which training images calibrate: fixed, so an import is reproducible
@@ -35,8 +36,8 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
     (`finetune_options` are extra TrainConfig fields). measure: record val top-1/top-5 in checkpoint.json.
     """
     _optional.torch("importing a model")
-    from .data import open_images
-    from .train_setup import data_label
+    from edgeres.data import open_images
+    from edgeres.train.setup import data_label
 
     resolutions = parse_resolutions(resolutions)
     train_images = open_images(data, "train")
@@ -64,7 +65,7 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
 
 def switchable_from_weights(spec: ArchSpec, weights: str | os.PathLike, resolutions: Sequence[int]):
     """The plain torchvision model with `weights`, every BN made switchable (still exactly the original), eval mode."""
-    from .models import build_plain, check_resolutions_fit, convert_to_switchable
+    from edgeres.models import build_plain, check_resolutions_fit, convert_to_switchable
     model = build_plain(spec)
     load_into(model, _source_state(spec.name, weights), f"weights {weights}")
     convert_to_switchable(model, resolutions).eval()
@@ -114,9 +115,9 @@ def recalibrate_bn(model, res: int, images, count: int = 512, batch_size: int = 
     """
     import torch
 
-    from .data import eval_batches
-    from .models import at_resolution, switchable_layers
-    from .train_setup import SubsetImages
+    from edgeres.data import eval_batches
+    from edgeres.models import at_resolution, switchable_layers
+    from edgeres.train.setup import SubsetImages
 
     pick = np.random.default_rng(seed).permutation(len(images))[:count]
     subset = SubsetImages(images, pick, "calib")
@@ -138,8 +139,8 @@ def recalibrate_bn(model, res: int, images, count: int = 512, batch_size: int = 
 
 
 def _val_metrics(model, data: str, resolutions, info, limit: int | None) -> dict[int, dict[str, float]]:
-    from .data import open_images
-    from .evaluate import evaluate_scorers, torch_scorer
+    from edgeres.data import open_images
+    from edgeres.evaluate import evaluate_scorers, torch_scorer
     val = open_images(data, "val")
     scorers = {r: torch_scorer(model.eval(), r) for r in resolutions}
     results = evaluate_scorers(scorers, val, info.mean, info.std, info.eval_crop_ratio, limit=limit)
@@ -148,7 +149,7 @@ def _val_metrics(model, data: str, resolutions, info, limit: int | None) -> dict
 
 def _finetune(out: Path, data: str, resolutions, spec: ArchSpec, epochs: int, options: dict) -> Path:
     """MRED training from the imported weights, written over `out` only when it finishes."""
-    from .train import TrainConfig, train
+    from edgeres.train import TrainConfig, train
     config = TrainConfig(out=str(out), data=data, arch=spec.name, res=resolutions, width_mult=spec.width_mult,
                          small_input=spec.small_input, epochs=epochs, init=str(out), **options)
     return train(config)

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._io import contained, write_json
-from .errors import EdgeresError
+from edgeres._io import write_json
+from edgeres.errors import EdgeresError
 
 CASCADE_FILE = "cascade.json"
 TUNE_SPLITS = ("val-half", "train")
@@ -155,7 +155,7 @@ class Stage:
 
     def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._scorer is None:
-            from .runtime import ort_scorer
+            from edgeres.runtimes.ort import ort_scorer
             self._scorer = ort_scorer(self.path, self.threads)
         return self._scorer
 
@@ -175,8 +175,8 @@ class Source:
 
 def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None) -> Source:
     """A build directory/build.json (artifacts of one `target`) or an export directory/export.json."""
-    from .artifacts import read_artifacts
-    from .manifest import require
+    from edgeres.manifests._base import require
+    from edgeres.manifests.artifacts import read_artifacts
     manifest, artifacts = read_artifacts(path)
     where = manifest["_path"]
     if manifest["kind"] == "build":
@@ -243,13 +243,13 @@ class CascadeRunner:
     @classmethod
     def from_cascade_json(cls, path: str | os.PathLike, threads: int | None = None) -> "CascadeRunner":
         """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json."""
-        from ._io import read_json
+        from edgeres._io import read_json
         data = read_json(path, "cascade result")
         return cls.from_manifest(data["source"]["path"], data["thresholds"], data["confidence"],
                                  data["source"]["target"], threads)
 
     def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
-        from .data import eval_image, normalize
+        from edgeres.data import eval_image, normalize
         src = self.source
         return normalize(eval_image(image, self.stages[stage].resolution, src.crop_ratio)[None], src.mean, src.std)
 
@@ -351,7 +351,7 @@ def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_dro
 
 def _splits(data: str, tune_on: str, limit: int | None):
     """((tune images, indices, description), (report images, indices, description)), disjoint by design."""
-    from .data import open_images
+    from edgeres.data import open_images
     if tune_on not in TUNE_SPLITS:
         raise EdgeresError(f"unknown tuning split {tune_on!r}: choose one of {', '.join(TUNE_SPLITS)}")
     if not data:

@@ -6,10 +6,10 @@ name-based tensor API that JetPack 5/6 ship).
 """
 import numpy as np
 
-from .. import _optional
-from ..errors import EdgeresError
-from ..artifacts import Artifact
-from .runners import random_input
+from edgeres import _optional
+from edgeres.errors import EdgeresError
+from edgeres.manifests.artifacts import Artifact
+from edgeres.runtimes.base import random_input
 
 
 def cuda_available() -> str | None:

@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from ._io import read_json, write_json
-from .errors import EdgeresError
+from edgeres import __version__
+from edgeres._io import read_json, write_json
+from edgeres.errors import EdgeresError
 
 FORMAT_VERSIONS = {"checkpoint": 1, "export": 1, "build": 1, "bench": 1}
 FILE_NAMES = {"checkpoint": "checkpoint.json", "export": "export.json", "build": "build.json", "bench": "bench.json"}

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arch import ArchSpec, parse_quant
-from .data import BUILTINS, DatasetInfo, ImageSet, open_images
-from .errors import EdgeresError
-from .losses import ensemble_logits
-from .models import build_rsnet, check_resolutions_fit, set_resolution
+from edgeres.arch import ArchSpec, parse_quant
+from edgeres.data import BUILTINS, DatasetInfo, ImageSet, open_images
+from edgeres.errors import EdgeresError
+from edgeres.models import build_rsnet, check_resolutions_fit, set_resolution
+from edgeres.train.losses import ensemble_logits
 
 # The holdout split is drawn with a fixed seed, not --seed: runs with different seeds (or an lr sweep) are
 # then compared on the very same held-out images.
@@ -92,8 +92,8 @@ def load_init(model: nn.Module, checkpoint: str, spec: ArchSpec, resolutions: Se
     LQ quantizer state (keys containing "quantizer") may be absent from a full-precision source; those keys
     keep their initial values. Every other key must match exactly.
     """
-    from .checkpoint import load_checkpoint, load_into
-    from .models.lq import is_quantizer_key
+    from edgeres.models.checkpoint import load_checkpoint, load_into
+    from edgeres.models.lq import is_quantizer_key
     source, info, _ = load_checkpoint(checkpoint)
     theirs, ours = info.arch, spec
     if theirs.num_classes != ours.num_classes:

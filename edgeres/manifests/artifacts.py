@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._io import contained, sha256_file
-from .errors import EdgeresError
-from .manifest import read_manifest, require
+from edgeres._io import contained, sha256_file
+from edgeres.errors import EdgeresError
+from edgeres.manifests._base import read_manifest, require
 
 EXPORT_TARGET = "onnx-fp32"
 TORCH_TARGET = "torch-eager"
@@ -117,7 +117,7 @@ def _checkpoint_metrics(checkpoint: str | None) -> dict[int, dict]:
     """Top-1 per resolution from checkpoint.json (PyTorch-measured; the graphs agree top-1 by export checks)."""
     if checkpoint is None:
         return {}
-    from .checkpoint import read_checkpoint_info  # torch-free
+    from edgeres.manifests.checkpoint import read_checkpoint_info  # torch-free
     info = read_checkpoint_info(checkpoint)
     return {int(r): {"top1": float(m["top1"]), "measured_with": "checkpoint.json (PyTorch)"}
             for r, m in info.metrics.items() if isinstance(m, dict) and "top1" in m}

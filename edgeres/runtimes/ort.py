@@ -4,7 +4,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
+from edgeres.manifests.artifacts import Artifact
+from edgeres.runtimes.base import SkipCell, random_input
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def ort_session(model: str | os.PathLike | bytes, threads: int | None = None,
@@ -44,3 +48,37 @@ def ort_scorer(path: str | os.PathLike, threads: int | None = None, spinning: bo
         return session.run(None, {node.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
     score.static_batch = node.shape[0] if isinstance(node.shape[0], int) else None
     return score
+
+
+class OrtRunner:
+    """ONNX Runtime session (CPU by default, or the CUDA execution provider) with a fixed intra-op thread count."""
+
+    def __init__(self, threads: int | None = None, provider: str = "CPUExecutionProvider"):
+        self.threads, self.provider, self.session = threads, provider, None
+
+    def prepare(self, artifact: Artifact, batch: int) -> np.ndarray:
+        self.session = bench_session(artifact.file, self.threads, self.provider)
+        spec = self.session.get_inputs()[0]
+        self.input_name = spec.name
+        return random_input(_batch_shape(spec.shape, batch, artifact), _ORT_DTYPES.get(spec.type, np.float32))
+
+    def run(self, inputs: np.ndarray) -> None:
+        self.session.run(None, {self.input_name: inputs})
+
+    def close(self) -> None:
+        self.session = None
+
+
+def bench_session(model: str | bytes, threads: int | None, provider: str = "CPUExecutionProvider"):
+    """An ORT session for timing: intra-op spinning off, because interleaved sessions (and the reference
+    GEMM) would otherwise fight each other's spinning idle threads (see runtime.ort_session)."""
+    return ort_session(model, threads, (provider,), spinning=False)
+
+
+def _batch_shape(shape: list, batch: int, artifact: Artifact) -> tuple[int, ...]:
+    """The graph's input shape at `batch`; a static batch dimension other than `batch` cannot run."""
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise EdgeresError(f"{artifact.file}: input shape {shape} is not N,C,H,W with static C,H,W")
+    if isinstance(shape[0], int) and shape[0] != batch:
+        raise SkipCell(f"graph has a static batch of {shape[0]} (export with --dynamic-batch for batch {batch})")
+    return (batch, *shape[1:])

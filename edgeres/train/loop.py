@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import distributed
-from ._io import write_bytes, write_text
-from .augment import MultiResolutionTrainSet
-from .checkpoint import CheckpointInfo, save_checkpoint
-from .errors import EdgeresError
-from .losses import ensemble_weights, mred_terms
-from .train_eval import EvalSet, measure
-from .train_setup import MultiResolutionNet, arch_spec, build_checked, data_label, load_init, split_data
+from edgeres._io import write_bytes, write_text
+from edgeres.errors import EdgeresError
+from edgeres.manifests.checkpoint import CheckpointInfo
+from edgeres.models.checkpoint import save_checkpoint
+from edgeres.train import distributed
+from edgeres.train.augment import MultiResolutionTrainSet
+from edgeres.train.losses import ensemble_weights, mred_terms
+from edgeres.train.setup import MultiResolutionNet, arch_spec, build_checked, data_label, load_init, split_data
+from edgeres.train.validate import EvalSet, measure
 
 log = logging.getLogger("edgeres.train")
 LOSS_KEYS = ("ce", "ens", "dis", "total")

@@ -7,10 +7,10 @@ before the first step (one-line EdgeresError); the checkpoint directory appears 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import _optional
-from ._io import write_json
-from .errors import EdgeresError
-from .resolutions import parse_resolutions
+from edgeres import _optional
+from edgeres._io import write_json
+from edgeres.errors import EdgeresError
+from edgeres.resolutions import parse_resolutions
 
 MODES = ("rsnet", "parallel", "individual")
 
@@ -63,7 +63,7 @@ class TrainConfig:
 
 
 def _check_choices(config: TrainConfig) -> None:
-    from .losses import KD_KINDS
+    from edgeres.train.losses import KD_KINDS
     if config.mode not in MODES:
         raise EdgeresError(f"unknown training mode {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.kd not in KD_KINDS:
@@ -91,7 +91,8 @@ def train(config: TrainConfig) -> Path:
     Under `torchrun --nproc_per_node N -m edgeres train ...` the same call runs data-parallel (DDP).
     """
     _optional.torch("training")
-    from . import distributed, train_loop
+    from edgeres.train import distributed
+    from edgeres.train import loop as train_loop
 
     if config.mode == "individual" and config.init and len(config.res) > 1:
         raise EdgeresError("--init with --mode individual needs a single --res (one model per run)")
@@ -114,9 +115,17 @@ def train(config: TrainConfig) -> Path:
 
 
 def _write_summary(out: Path, runs: dict[int, Path], main: bool) -> Path:
-    from .checkpoint import read_checkpoint_info
+    from edgeres.manifests.checkpoint import read_checkpoint_info
     if main:  # under torchrun only rank 0 writes
         rows = {str(r): {"checkpoint": p.name, **read_checkpoint_info(p).metrics.get(str(r), {})}
                 for r, p in runs.items()}
         write_json(out / "summary.json", {"mode": "individual", "models": rows})
     return out
+
+
+def __getattr__(name: str):
+    """`edgeres.train.import_model` without importing torch when only `train` is wanted (PEP 562)."""
+    if name == "import_model":
+        from edgeres.train.importer import import_model
+        return import_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

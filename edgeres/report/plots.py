@@ -4,8 +4,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import _optional
-from ._io import write_bytes
+from edgeres import _optional
+from edgeres._io import write_bytes
 
 
 def _pyplot():

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .stats import percentile
+from edgeres.runtimes.stats import percentile
 
 GEMM_SIZE = 256  # 2 n^3 = 0.034 GFLOP, ~0.15 ms: short runs are interrupted as rarely as tiny models are; at 512
 # (1.4 ms) a busy 2-core box spread its p50 1.35-3.6 ms between runs, at 256 0.150-0.152 ms
@@ -37,7 +37,8 @@ def gemm_cell(n: int = GEMM_SIZE, threads: int | None = None) -> Cell:
     190 ms, so it could not stand for "how fast is this machine right now" in the same run.
     """
     from onnx import TensorProto, helper, numpy_helper
-    from .runners import bench_session
+
+    from edgeres.runtimes.ort import bench_session
     b = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "reference_gemm",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],

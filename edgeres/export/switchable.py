@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import sha256_file, write_bytes
-from .export import ExportSettings, Source, _metadata, ort_logits, torch_logits, verification_inputs
-from .models.specialize import freeze_for_export, replace_module
-from .models.switchable_bn import SwitchableBatchNorm2d
-from .onnx_checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres._io import sha256_file, write_bytes
+from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_logits, torch_logits, verification_inputs
+from edgeres.models.specialize import freeze_for_export, replace_module
+from edgeres.models.switchable_bn import SwitchableBatchNorm2d
 
 TIMING_RUNS, TIMING_WARMUP = 20, 5
 TIMING_NOTE = (f"indicative: ONNX Runtime CPU, batch 1, median of {TIMING_RUNS} runs after {TIMING_WARMUP} "
@@ -104,7 +104,7 @@ def _switchable_proto(src: Source, settings: ExportSettings, trained: list[int])
         axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
     raw = onnx_from_module(SwitchableGraph(src.model), (x, torch.zeros(1, dtype=torch.int64)),
                            ["input", "res_index"], ["logits"], settings.opset, axes)
-    props = _metadata(src, resolutions=",".join(map(str, trained)), bn="switchable",
+    props = graph_metadata(src, resolutions=",".join(map(str, trained)), bn="switchable",
                       res_index="int64 [1]: index into edgeres.resolutions (high -> low)")
     return with_metadata(raw, props)
 
@@ -133,7 +133,7 @@ def _size_vs_folded(path: Path, folded: dict[int, dict], count: int) -> dict[str
 
 def _latency(switchable: Path, folded: Path, index: int, shape: list) -> dict[str, float]:
     """Median ORT latency (ms) of both graphs on the same zero input, batch 1, interleaved runs."""
-    from .runtime import ort_session
+    from edgeres.runtimes.ort import ort_session
     x = np.zeros([1 if isinstance(d, str) else d for d in shape], np.float32)
     runs = {"switchable": (ort_session(switchable), {"input": x, "res_index": np.array([index], np.int64)}),
             "folded": (ort_session(folded), {"input": x})}

@@ -4,61 +4,14 @@ Loading is for untrusted input: the weights' sha256 must match the JSON, safeten
 `.pt/.pth` state dict goes through `torch.load(weights_only=True)`.
 """
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import _optional
-from ._io import atomic_path, contained, sha256_file
-from .errors import EdgeresError
-from .manifest import read_manifest, require, write_manifest
-from .arch import ArchSpec
-from .resolutions import parse_resolutions
-
-WEIGHTS_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """Everything besides the weights that a later stage needs (see checkpoint.json)."""
-
-    arch: ArchSpec
-    resolutions: tuple[int, ...]  # trained resolutions, high -> low
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    eval_crop_ratio: float = 0.875  # eval: resize to res / ratio, centre-crop res (RS-Nets, Sec. 4.1)
-    data: str = ""
-    classes: tuple[str, ...] = ()
-    ensemble_weights: tuple[float, ...] | None = None  # learned MRED alpha, high -> low
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # "224" -> {"top1": .., "top5": ..}
-    training: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_json(), "resolutions": list(self.resolutions),
-                "num_classes": self.arch.num_classes, "in_channels": self.arch.in_channels,
-                "normalization": {"mean": list(self.mean), "std": list(self.std)},
-                "eval_crop_ratio": self.eval_crop_ratio, "data": self.data, "classes": list(self.classes),
-                "ensemble_weights": None if self.ensemble_weights is None else list(self.ensemble_weights),
-                "metrics": self.metrics, "training": self.training}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], where: str) -> "CheckpointInfo":
-        norm = require(data, "normalization", dict, where)
-        weights = data.get("ensemble_weights")
-        info = cls(arch=ArchSpec.from_json(require(data, "arch", dict, where)),
-                   resolutions=parse_resolutions(require(data, "resolutions", list, where)),
-                   mean=tuple(require(norm, "mean", list, where)), std=tuple(require(norm, "std", list, where)),
-                   eval_crop_ratio=float(require(data, "eval_crop_ratio", (int, float), where)),
-                   data=str(data.get("data", "")), classes=tuple(data.get("classes") or ()),
-                   ensemble_weights=None if weights is None else tuple(float(w) for w in weights),
-                   metrics=dict(data.get("metrics") or {}), training=dict(data.get("training") or {}))
-        if len(info.mean) != info.arch.in_channels or len(info.std) != info.arch.in_channels:
-            raise EdgeresError(f"{where}: normalization has {len(info.mean)} channels, the model "
-                               f"{info.arch.in_channels}: the checkpoint is inconsistent")
-        return info
-
-    def with_metrics(self, metrics: dict[int, dict[str, float]]) -> "CheckpointInfo":
-        return replace(self, metrics={str(r): m for r, m in metrics.items()})
+from edgeres import _optional
+from edgeres._io import atomic_path, contained, sha256_file
+from edgeres.errors import EdgeresError
+from edgeres.manifests._base import read_manifest, require, write_manifest
+from edgeres.manifests.checkpoint import WEIGHTS_FILE, CheckpointInfo, checkpoint_dir
 
 
 def save_checkpoint(directory: str | os.PathLike, model, info: CheckpointInfo) -> Path:
@@ -75,18 +28,12 @@ def save_checkpoint(directory: str | os.PathLike, model, info: CheckpointInfo) -
     return directory
 
 
-def read_checkpoint_info(directory: str | os.PathLike) -> CheckpointInfo:
-    """checkpoint.json alone (no torch needed): for stages that only need the facts."""
-    data = read_manifest(_checkpoint_dir(directory), "checkpoint")
-    return CheckpointInfo.from_json(data, data["_path"])
-
-
 def load_checkpoint(directory: str | os.PathLike, device: str = "cpu"):
     """Rebuild the RS-Net from the directory alone; returns (model in eval mode, CheckpointInfo, sha256)."""
     _optional.torch("loading a checkpoint")
-    from .models.rsnet import build_rsnet
+    from edgeres.models.rsnet import build_rsnet
 
-    directory = _checkpoint_dir(directory)
+    directory = checkpoint_dir(directory)
     data = read_manifest(directory, "checkpoint")
     where = data["_path"]
     info = CheckpointInfo.from_json(data, where)
@@ -138,11 +85,3 @@ def load_into(model, state: dict[str, Any], what: str) -> None:
     model.load_state_dict(state)
 
 
-def _checkpoint_dir(directory: str | os.PathLike) -> Path:
-    directory = Path(directory)
-    if directory.is_file() and directory.name == "checkpoint.json":
-        directory = directory.parent
-    if not (directory / "checkpoint.json").is_file():
-        raise EdgeresError(f"{directory} is not a checkpoint directory (no checkpoint.json): pass the output of "
-                           "`edgeres train` or `edgeres import`")
-    return directory

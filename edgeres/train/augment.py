@@ -11,8 +11,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from .data import ImageSet
-from .resolutions import parse_resolutions
+from edgeres.data import ImageSet
+from edgeres.resolutions import parse_resolutions
 
 CROP_SCALE = (0.08, 1.0)  # RS-Nets / ImageNet standard
 CROP_RATIO = (3 / 4, 4 / 3)

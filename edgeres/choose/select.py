@@ -2,7 +2,7 @@
 
 A deployment is one batch-1 row of a bench.json: its latency (a chosen statistic of the raw samples) joined
 with its top-1 (carried by the row from build.json/checkpoint.json, or read from `accuracy_sources`).
-The accuracy-vs-latency Pareto front comes from `edgeres.pareto`; under a budget the most accurate
+The accuracy-vs-latency Pareto front comes from `edgeres.choose.pareto`; under a budget the most accurate
 deployment wins, ties going to the faster one.
 
 Compute budgets: MACs are multiply-accumulates per image as the export manifest counts them. RS-Nets tables
@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ._io import write_json, write_text
-from .errors import EdgeresError
-from .pareto import pareto_front
+from edgeres._io import write_json, write_text
+from edgeres.choose.pareto import pareto_front
+from edgeres.errors import EdgeresError
 
 SELECT_FILE = "select.json"
 
@@ -160,7 +160,7 @@ def _load_report(report) -> tuple[dict, str]:
     if isinstance(report, dict):
         data, where = report, str(report.get("_path", "bench report"))
     else:
-        from .report import read_bench  # the bench stage's validating reader
+        from edgeres.manifests.bench import read_bench  # the bench stage's validating reader
         data = read_bench(report)
         where = data["_path"]
     if not isinstance(data.get("rows"), list) or not data["rows"]:
@@ -170,7 +170,7 @@ def _load_report(report) -> tuple[dict, str]:
 
 def accuracy_table(sources: Iterable[str | os.PathLike]) -> dict[tuple[str, int], tuple[float, str]]:
     """(target, resolution) -> (top-1 %, where measured) from build or export directories."""
-    from .artifacts import read_inputs
+    from edgeres.manifests.artifacts import read_inputs
     table = {}
     for source in sources:
         _, artifacts = read_inputs(source)

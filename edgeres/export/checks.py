@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import EdgeresError
+from edgeres.errors import EdgeresError
 
 # Verification tolerance on logits: |ort - torch| <= ABS_TOL + REL_TOL * max|torch logits|. FP32 folding and
 # ORT's kernels reorder sums (~1e-7 relative per op); a wrong BN moves logits by O(1), far above this.

@@ -1,0 +1,59 @@
+"""One BN-folded, verified static graph per resolution."""
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgeres._io import sha256_file, write_bytes
+from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_logits, torch_logits, verification_inputs
+
+log = logging.getLogger("edgeres.export")
+
+
+def export_resolution(src: Source, res: int, tmp: Path, settings: ExportSettings) -> dict[str, Any]:
+    """Specialise, fold, export and verify one resolution; returns its export.json graph entry."""
+    from edgeres.export.flops import model_cost
+    from edgeres.models import choose_bn
+    from edgeres.models.specialize import bn_mode, fp16_range, specialize
+
+    choice = choose_bn(res, src.info.resolutions, settings.allow_nearest)
+    _warn_feature_map(src, choice)
+    special = specialize(src.model, res, settings.allow_nearest)
+    shape = (1, src.info.arch.in_channels, res, res)
+    proto = _graph(special, shape, settings, graph_metadata(src, resolution=res, bn=bn_mode(choice)))
+    name = src.graph_name(f"r{res}")
+    check_graph(proto, name)
+    write_bytes(tmp / name, proto.SerializeToString())
+    result = verify_graph(src, tmp / name, res, settings)
+    spec = io_spec(proto)
+    return {"resolution": res, "file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
+            "opset": settings.opset, "input": spec["inputs"][0], "output": spec["outputs"][0],
+            **model_cost(special, shape).to_json(), "bn": bn_mode(choice),
+            "bn_source": {"high": choice.high, "low": choice.low, "w_high": choice.w_high},
+            "feature_map": src.sides[res], **result.to_json(), "fp16": fp16_range(special)}
+
+
+def _graph(module, shape: tuple, settings: ExportSettings, props: dict[str, Any]):
+    import torch
+
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if settings.dynamic_batch else None
+    raw = onnx_from_module(module, (torch.zeros(shape),), ["input"], ["logits"], settings.opset, axes)
+    return with_metadata(raw, props)
+
+
+def _warn_feature_map(src: Source, choice) -> None:
+    """FACTS: interpolating between resolutions whose final feature maps differ in size works poorly."""
+    if not choice.exact and src.sides[choice.high] != src.sides[choice.low]:
+        log.warning("resolution %d interpolates BNs of %d and %d whose final feature maps differ (%d vs %d px): "
+                    "expect lower accuracy; re-estimate BN statistics at %d instead", choice.res, choice.high,
+                    choice.low, src.sides[choice.high], src.sides[choice.low], choice.res)
+
+
+def verify_graph(src: Source, path: Path, res: int, settings: ExportSettings):
+    """ORT vs the PyTorch RS-Net at `res` on real images; raises unless within tolerance and top-1 agrees."""
+    xs = verification_inputs(src, res, settings.verify_images)
+    got = ort_logits(path, xs)
+    result = agreement(torch_logits(src, xs, res, settings.allow_nearest), got)
+    require_agreement(result, f"{path.name} at {res} px", src.rule)
+    src.ort_logits[res] = got
+    return result

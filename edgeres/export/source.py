@@ -1,0 +1,82 @@
+"""What every exported graph needs: the settings, the checkpoint being exported, and the reference logits."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres import __version__
+from edgeres.export.checks import FLOAT_RULE, STEP_RULE, Rule
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    opset: int = 17  # TensorRT 8.5+ (JetPack 5) parses opset 17 (FACTS: onnx-tensorrt operator history)
+    dynamic_batch: bool = False
+    allow_nearest: bool = False
+    verify_images: int = 64  # real images per resolution compared between PyTorch and ONNX Runtime
+
+
+@dataclass
+class Source:
+    """The checkpoint being exported and what every graph needs from it."""
+
+    model: Any  # the RS-Net (eval mode)
+    info: Any  # CheckpointInfo
+    sha256: str  # of the weights file
+    path: Path
+    images: Any  # ImageSet used for verification
+    sides: dict[int, int]  # resolution -> final feature-map side (px)
+    ort_logits: dict[int, np.ndarray] = field(default_factory=dict)  # folded graphs' verified outputs
+    inputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (res, count) -> verification images
+
+    @property
+    def rule(self) -> Rule:
+        """LQ activation quantizers (steps) can flip on rounding: they get the looser, stated STEP_RULE."""
+        from edgeres.arch import parse_quant
+        quant = self.info.arch.quant
+        return STEP_RULE if quant is not None and parse_quant(quant)[1] is not None else FLOAT_RULE
+
+    def graph_name(self, tag: str) -> str:
+        return f"{self.info.arch.name}_{tag}.onnx"
+
+
+def graph_metadata(src: Source, **extra: Any) -> dict[str, Any]:
+    """ONNX metadata_props: what a runtime needs to feed the graph, and where it came from."""
+    import json
+    info = src.info
+    props = {"resolution": None, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
+             "eval_crop_ratio": info.eval_crop_ratio, "num_classes": info.arch.num_classes,
+             "in_channels": info.arch.in_channels, "classes": json.dumps(list(info.classes)),
+             "arch": json.dumps(info.arch.to_json(), sort_keys=True), "checkpoint_sha256": src.sha256,
+             "edgeres_version": __version__, **extra}
+    return {f"edgeres.{k}": v for k, v in props.items() if v is not None}
+
+
+def verification_inputs(src: Source, res: int, count: int) -> np.ndarray:
+    """The first `count` images of the data, preprocessed as for eval at `res`: N,C,res,res float32.
+
+    Kept on `src`: the folded graph and the switchable graph are verified on the same images.
+    """
+    from edgeres.data import eval_batches
+    if (res, count) not in src.inputs:
+        info = src.info
+        batches = eval_batches(src.images, res, info.mean, info.std, info.eval_crop_ratio, 64, count)
+        src.inputs[(res, count)] = np.concatenate([x for x, _ in batches])
+    return src.inputs[(res, count)]
+
+
+def torch_logits(src: Source, xs: np.ndarray, res: int, allow_nearest: bool) -> np.ndarray:
+    """The RS-Net itself at `res` (not the folded copy): the reference every graph must match."""
+    from edgeres.evaluate import torch_scorer
+    score = torch_scorer(src.model, res, allow_nearest)
+    return np.concatenate([score(xs[i:i + 64]) for i in range(0, len(xs), 64)])
+
+
+def ort_logits(path: Path, xs: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Run a graph in ONNX Runtime image by image when its batch is fixed to 1, else in one call."""
+    from edgeres.runtimes.ort import ort_session
+    session = ort_session(path)
+    first = session.get_inputs()[0]
+    chunks = [xs[i:i + 1] for i in range(len(xs))] if first.shape[0] == 1 else [xs]
+    return np.concatenate([session.run(None, {first.name: c, **(extra_feeds or {})})[0] for c in chunks])
