@@ -4,6 +4,7 @@ The preprocessing is `data.eval_batches` for every backend, so PyTorch and ONNX 
 """
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from edgeres.data import ImageSet, eval_batches, open_images
 from edgeres.errors import EdgeresError
 from edgeres.resolutions import parse_resolutions
-from edgeres.runtimes.ort import ort_scorer
+from edgeres.runtimes import open_runner
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # N,C,H,W float32 -> N,classes logits
 
@@ -54,14 +55,8 @@ def evaluate_scorers(scorers: dict[int, Scorer], images: ImageSet, mean, std, cr
 
 def torch_scorer(model, res: int, allow_nearest: bool = False, device: str = "cpu") -> Scorer:
     """A scorer that switches `model` to `res` for each batch (so several can share one model)."""
-    import torch
-
-    from edgeres.models import at_resolution
-
-    def score(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), at_resolution(model, res, allow_nearest):
-            return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-    return score
+    from edgeres.runtimes.torch_eager import TorchRunner
+    return TorchRunner(model, res, allow_nearest=allow_nearest, device=device).infer
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
@@ -92,7 +87,6 @@ def check_classes(images: ImageSet, num_classes: int, source) -> None:
 # ONNX artifacts (export/build outputs): ONNX Runtime only, no torch, so the device side can run it too.
 def is_onnx_source(path: str | os.PathLike) -> bool:
     """A .onnx file, a build.json/export.json, or a directory holding one of them (and no checkpoint)."""
-    from pathlib import Path
     path = Path(path)
     if path.is_file():
         return path.suffix == ".onnx" or path.name in ("build.json", "export.json")
@@ -100,40 +94,64 @@ def is_onnx_source(path: str | os.PathLike) -> bool:
 
 
 def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
-                  split: str = "val", batch_size: int = 64, limit: int | None = None) -> dict[str, Accuracy]:
-    """Top-1/top-5 with ONNX Runtime of every ONNX graph a build/export manifest lists (or of one .onnx).
+                  split: str = "val", batch_size: int = 64, limit: int | None = None, *,
+                  targets: Sequence[str] | None = None) -> dict[str, Accuracy]:
+    """Top-1/top-5 of every artifact a build/export manifest lists (or of one .onnx), each on its own runner.
 
-    Keys are "<target>@<resolution>" ("onnx-fp32@<resolution>" for exported graphs); TensorRT engines are skipped
-    (they run only on their device). Preprocessing and data come from the manifest.
+    Keys are "<target>@<resolution>" ("onnx-fp32@<resolution>" for exported graphs). TensorRT engines run only
+    on a device with TensorRT: named in `targets` off such a device they are a one-line error, otherwise they
+    are skipped with a warning. Preprocessing and data come from the manifest.
     """
     manifest, entries = onnx_entries(path)
-    if resolutions:
-        wanted = set(parse_resolutions(resolutions))
-        entries = [e for e in entries if e[1] in wanted]
-    if not entries:
-        raise EdgeresError(f"{path}: no ONNX graph to evaluate (at the requested resolutions)")
+    entries = _wanted(entries, resolutions, targets)
     images = open_images(data or manifest["data"], split)
     check_classes(images, len(manifest["classes"]), manifest["_path"])
     norm, crop = manifest["normalization"], manifest["eval_crop_ratio"]
     results = {}
-    for label, res, file in entries:
-        score = ort_scorer(file)
-        batches = eval_batches(images, res, norm["mean"], norm["std"], crop, score.static_batch or batch_size, limit)
-        results[label] = accuracy_of(batches, score)
+    for artifact in entries:
+        runner = open_runner(artifact, spinning=True)
+        batches = eval_batches(images, artifact.resolution, norm["mean"], norm["std"], crop,
+                               runner.static_batch or batch_size, limit)
+        results[f"{artifact.target}@{artifact.resolution}"] = accuracy_of(batches, runner.infer)
+        runner.close()
     return results
 
 
-def onnx_entries(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int, object]]]:
-    """(manifest, [(label, resolution, absolute file)]) for a build/export source."""
-    from pathlib import Path
+def _wanted(entries: list, resolutions, targets) -> list:
+    """The requested artifacts; TensorRT rows off a device: an error if asked for by name, else skipped."""
+    import logging
 
+    from edgeres.runtimes.trt import cuda_available
+    if resolutions:
+        wanted = set(parse_resolutions(resolutions))
+        entries = [e for e in entries if e.resolution in wanted]
+    if targets:
+        unknown = sorted(set(targets) - {e.target for e in entries})
+        if unknown:
+            raise EdgeresError(f"no target {', '.join(unknown)} in the manifest; available: "
+                               f"{', '.join(sorted({e.target for e in entries}))}")
+        entries = [e for e in entries if e.target in targets]
+    missing = cuda_available() if any(e.backend == "trt" for e in entries) else None
+    if missing and targets and any(e.backend == "trt" for e in entries):
+        raise EdgeresError(f"evaluating TensorRT engines needs TensorRT and a CUDA device, but {missing}: run "
+                           "`edgeres eval` on the device the engines were built on")
+    if missing:
+        logging.getLogger("edgeres.eval").warning("skipping the TensorRT engines (%s): they run only on their "
+                                                  "device", missing)
+        entries = [e for e in entries if e.backend != "trt"]
+    if not entries:
+        raise EdgeresError("no artifact to evaluate (at the requested resolutions/targets)")
+    return entries
+
+
+def onnx_entries(path: str | os.PathLike) -> tuple[dict, list]:
+    """(manifest, artifacts) for a build/export source or one .onnx file listed by one."""
     from edgeres.manifests.artifacts import read_artifacts
     path = Path(path)
     if path.suffix == ".onnx":
         return single_onnx_entry(path)
     manifest, artifacts = read_artifacts(path)
-    return manifest, [(f"{a.target}@{a.resolution}", a.resolution, Path(a.file))
-                      for a in artifacts if a.backend == "ort"]
+    return manifest, [a for a in artifacts if a.backend in ("ort", "trt")]
 
 
 def single_onnx_entry(path) -> tuple[dict, list]:
@@ -143,7 +161,7 @@ def single_onnx_entry(path) -> tuple[dict, list]:
             if not (folder / f"{kind}.json").exists():
                 continue
             manifest, entries = onnx_entries(folder / f"{kind}.json")
-            found = [e for e in entries if e[2] == path.resolve()]
+            found = [e for e in entries if Path(e.file) == path.resolve()]
             if found:
                 return manifest, found
     raise EdgeresError(f"{path} is not listed in a build.json/export.json beside it (or one folder up): "

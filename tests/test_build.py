@@ -69,8 +69,8 @@ def test_activation_and_weight_types(built, target, act_type):
 def predictions(path, res: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 predictions, labels) of one graph on the first `limit` val images, single-threaded."""
     from edgeres.data import eval_batches, open_images
-    from edgeres.runtimes.ort import ort_scorer
-    score = ort_scorer(path, threads=1)
+    from edgeres.runtimes.ort import OrtRunner
+    score = OrtRunner(path, threads=1).infer
     pairs = [(score(x).argmax(1), y) for x, y in
              eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=limit)]
     return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])

@@ -88,10 +88,10 @@ def tiny_export(tmp_path_factory, name: str = "tiny-export") -> Path:
 def test_tiny_export_is_accurate_enough(tmp_path_factory):
     """The fixture must learn something, or INT8-vs-FP32 comparisons are vacuous."""
     from edgeres.evaluate import evaluate_scorers
-    from edgeres.runtimes.ort import ort_scorer
+    from edgeres.runtimes.ort import OrtRunner
     export = tiny_export(tmp_path_factory)
     images = open_images("fashion-mnist-mini", "val")
-    acc = evaluate_scorers({r: ort_scorer(export / f"tiny-{r}.onnx") for r in RESOLUTIONS}, images, MEAN, STD,
+    acc = evaluate_scorers({r: OrtRunner(export / f"tiny-{r}.onnx").infer for r in RESOLUTIONS}, images, MEAN, STD,
                            1.0, batch_size=1, limit=300)
     assert all(a.top1 > 50 for a in acc.values()), acc
     assert np.isfinite([a.top1 for a in acc.values()]).all()

@@ -140,11 +140,11 @@ def export_dir(tmp_path_factory):
 
 def test_runner_matches_running_the_chosen_stage_graphs_directly(export_dir):
     from edgeres.data import eval_image, normalize, open_images
-    from edgeres.runtimes.ort import ort_scorer
+    from edgeres.runtimes.ort import OrtRunner
     thresholds = [0.4, 0.3]
     runner = cc.CascadeRunner.from_manifest(export_dir, thresholds)
     assert [s.resolution for s in runner.stages] == list(RES)
-    direct = {r: ort_scorer(export_dir / f"r{r}.onnx") for r in RES}
+    direct = {r: OrtRunner(export_dir / f"r{r}.onnx").infer for r in RES}
     images, stages_seen = open_images("fashion-mnist-mini", "val"), []
     for i in range(40):
         for s, res in enumerate(RES):

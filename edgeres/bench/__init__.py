@@ -8,8 +8,7 @@ Python twin of `edgeres bench`:
 Torch-free at import: PyTorch (eager backend) and TensorRT (cuda/jetson) load only when used.
 """
 import os
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from edgeres.bench.gate import GateResult, compare
 from edgeres.bench.machine import gemm_summary, machine_info

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeres.errors import EdgeresError
 from edgeres.manifests.artifacts import Artifact
-from edgeres.runtimes import make_runner
+from edgeres.runtimes import open_runner
 from edgeres.runtimes.base import SkipCell
 from edgeres.runtimes.stats import percentile
 from edgeres.runtimes.timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
@@ -42,11 +42,12 @@ def _prepare(plan: dict[str, Any]) -> tuple[list[Cell], list, dict, list]:
     for item in plan["artifacts"]:
         for batch in plan["batch_sizes"]:
             key = cell_key(item, batch)
-            runner = make_runner(item["backend"], plan.get("threads"), plan.get("provider", "CPUExecutionProvider"))
             before = rss_mb()
+            runner = open_runner(Artifact(**item), plan.get("threads"), plan.get("provider", "CPUExecutionProvider"))
             try:
-                inputs = runner.prepare(Artifact(**item), batch)
+                inputs = runner.example_input(batch)
             except SkipCell as why:
+                runner.close()
                 skipped.append({"key": key, "reason": str(why)})
                 continue
             cells.append(Cell(key, _bound(runner, inputs)))

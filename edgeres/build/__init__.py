@@ -126,8 +126,8 @@ def row_for(target: Target, graph: GraphEntry, artifact: Artifact, images, ctx: 
     accuracy, note = artifact.accuracy, artifact.accuracy_note
     if accuracy is None and target.backend == "ort" and images is not None:
         from edgeres.build.measure import accuracy_json
-        from edgeres.runtimes.ort import ort_scorer
-        accuracy = accuracy_json(graph, ort_scorer(artifact.file), images, ctx.export,
+        from edgeres.runtimes.ort import OrtRunner
+        accuracy = accuracy_json(graph, OrtRunner(artifact.file).infer, images, ctx.export,
                                  ctx.options.get("eval_images"), "onnxruntime-cpu")
     elif accuracy is None and note is None:
         note = "not evaluated (evaluate=False)" if images is None else "TensorRT engine: measured only on the device"

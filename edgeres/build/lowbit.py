@@ -348,12 +348,8 @@ def compare_outputs(reference, built: Path, graph: GraphEntry, x: np.ndarray, la
 
 def _run(model, graph: GraphEntry, x: np.ndarray) -> np.ndarray:
     """Logits of `model` (path or serialized bytes) on x, fed in the graph's batch size."""
-    from edgeres.runtimes.ort import ort_session
-    session = ort_session(model if isinstance(model, bytes) else str(model), threads=1, spinning=False)
-    dims = graph.input_shape
-    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else len(x)
-    return np.concatenate([session.run(None, {graph.input_name: x[i:i + batch]})[0]
-                           for i in range(0, len(x), batch)]).astype(np.float64)
+    from edgeres.runtimes.ort import OrtRunner
+    return OrtRunner(model, threads=1, spinning=False).infer(x).astype(np.float64)
 
 
 def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes:

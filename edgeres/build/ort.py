@@ -27,14 +27,10 @@ def build_fp32(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     EXTENDED (not ALL): ALL adds layout transforms tied to this CPU's instruction set; EXTENDED fusions use
     com.microsoft ops, so the file is for ONNX Runtime only (TensorRT takes the fp16/int8-qdq graphs).
     """
-    import onnxruntime as ort
+    from edgeres.runtimes.ort import save_optimized
     path = artifact_path(ctx, graph)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.log_severity_level = 3
     with atomic_path(path) as tmp:
-        options.optimized_model_filepath = str(tmp)
-        ort.InferenceSession(str(graph.file), options, providers=["CPUExecutionProvider"])
+        save_optimized(graph.file, tmp)
     return Artifact(path, get_target(ctx.target).precision)
 
 

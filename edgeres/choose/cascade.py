@@ -7,13 +7,12 @@ prediction's confidence is below that stage's threshold; the last stage always a
 
 Maths (confidence, stop stage, MACs accounting, threshold search) are pure numpy functions over logits; the
 runner (`CascadeRunner`) and the measured comparison (`evaluate_cascade`) sit on top of them.
-TensorRT: not wired in. Nothing here is ORT-specific beyond `runtime.ort_session`; a TRT stage needs a
-scorer with the same `N,C,H,W -> logits` signature (see `Stage.scorer`).
+Backend-agnostic: each stage runs through `edgeres.runtimes.open_runner`, so a build's TensorRT target
+(`--target trt-fp16`) runs on the device it was built on, and ONNX Runtime targets anywhere.
 """
 import itertools
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from edgeres._io import write_json
 from edgeres.errors import EdgeresError
+from edgeres.runtimes.timing import timed_call
 
 CASCADE_FILE = "cascade.json"
 TUNE_SPLITS = ("val-half", "train")
@@ -145,19 +145,30 @@ def _coordinate_descent(best: tuple, cands: list, key) -> tuple:
 
 @dataclass
 class Stage:
-    """One per-resolution graph: `scorer` maps 1,C,res,res float32 -> 1,classes logits (made on first use)."""
+    """One per-resolution artifact; `scorer` maps 1,C,res,res float32 -> 1,classes logits (made on first use)."""
 
-    resolution: int  # px
-    path: Path
-    macs: int  # multiply-accumulates per image, from the manifest
+    artifact: Any  # edgeres.manifests.artifacts.Artifact
     threads: int | None = None
-    _scorer: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    _runner: Any = field(default=None, repr=False)
+
+    @property
+    def resolution(self) -> int:
+        return self.artifact.resolution
+
+    @property
+    def path(self) -> Path:
+        return Path(self.artifact.file)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per image, from the manifest."""
+        return int(self.artifact.macs)
 
     def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self._scorer is None:
-            from edgeres.runtimes.ort import ort_scorer
-            self._scorer = ort_scorer(self.path, self.threads)
-        return self._scorer
+        if self._runner is None:
+            from edgeres.runtimes import open_runner
+            self._runner = open_runner(self.artifact, self.threads, spinning=True)
+        return self._runner.infer
 
 
 @dataclass(frozen=True)
@@ -185,8 +196,7 @@ def load_source(path: str | os.PathLike, target: str | None = None, threads: int
         raise EdgeresError(f"{where} is an export: --target applies to a build directory (build.json)")
     if any(a.macs is None for a in artifacts):
         raise EdgeresError(f"{where}: a graph has no MACs recorded: the manifest is damaged, regenerate it")
-    stages = sorted((Stage(a.resolution, Path(a.file), int(a.macs), threads) for a in artifacts),
-                    key=lambda st: st.resolution)
+    stages = sorted((Stage(a, threads) for a in artifacts), key=lambda st: st.resolution)
     if len(stages) < 2:
         raise EdgeresError(f"{where} has {len(stages)} graph(s): a cascade needs at least two resolutions")
     norm = require(manifest, "normalization", dict, where)
@@ -196,18 +206,23 @@ def load_source(path: str | os.PathLike, target: str | None = None, threads: int
 
 
 def _one_target(artifacts: list, target: str | None, where: str) -> tuple[str, list]:
-    """Artifacts of one ORT target; default ort-fp32, or the only ORT target there is."""
+    """Artifacts of one target; default ort-fp32, or the only ONNX Runtime target there is.
+
+    A TensorRT target is checked for its device here, before any work, with one line saying what is missing.
+    """
     ort = sorted({a.target for a in artifacts if a.backend == "ort"})
+    every = sorted({a.target for a in artifacts})
     if target is None:
         target = "ort-fp32" if "ort-fp32" in ort else (ort[0] if len(ort) == 1 else None)
         if target is None:
-            raise EdgeresError(f"{where} has several ONNX Runtime targets ({', '.join(ort) or 'none'}): "
-                               f"choose one with --target")
-    if target not in ort:
-        others = sorted({a.target for a in artifacts} - set(ort))
-        note = f" ({', '.join(others)} need TensorRT, which the cascade does not run yet)" if target in others else ""
-        raise EdgeresError(f"{where} has no ONNX Runtime target {target!r}{note}: choose one of {', '.join(ort)}")
-    return target, [a for a in artifacts if a.target == target]
+            raise EdgeresError(f"{where} has several targets ({', '.join(every) or 'none'}): choose one with --target")
+    if target not in every:
+        raise EdgeresError(f"{where} has no target {target!r}: choose one of {', '.join(every)}")
+    chosen = [a for a in artifacts if a.target == target]
+    if any(a.backend == "trt" for a in chosen):
+        from edgeres.runtimes.trt import require_device
+        require_device(f"a cascade over {target}")
+    return target, chosen
 
 
 @dataclass(frozen=True)
@@ -385,9 +400,7 @@ def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> t
         x = [runner.preprocess(images.image(int(i)), s) for s in range(len(runner.stages))]
         names = list(methods)
         for name in names[k % 3:] + names[:k % 3]:
-            start = time.perf_counter()
-            result = methods[name](x, k)
-            results[name].append((result, (time.perf_counter() - start) * 1e3))
+            results[name].append(timed_call(lambda: methods[name](x, k)))
     labels = images.labels[indices]
     return tuple(_row(name, res, labels, len(runner.stages)) for name, res in results.items())
 

@@ -13,8 +13,10 @@ from edgeres.options import data_option, json_option, res_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--nearest", is_flag=True, help="Outside the trained range, use the nearest trained BN instead of failing.")
+@click.option("--target", "targets", multiple=True, help="Build targets to evaluate (repeatable; default: every "
+              "artifact this machine can run). TensorRT targets need the device the engines were built on.")
 @json_option()
-def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path) -> None:
+def command(checkpoint, data, res, split, limit, batch_size, nearest, targets, json_path) -> None:
     """Evaluate CHECKPOINT (a directory from train/import) at each resolution.
 
     CHECKPOINT may also be an export or build directory (export.json / build.json) or one .onnx they list:
@@ -25,13 +27,14 @@ def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path)
       edgeres eval runs/rs                       # its own data, its trained resolutions
       edgeres eval runs/rs --res 28,22,12 --json runs/rs/eval.json
       edgeres eval build/rs --limit 500          # every ONNX artifact in build/rs/build.json
+      edgeres eval build/rs --target trt-fp16    # on the Jetson: the TensorRT engines
     """
     from edgeres._io import write_json
     from edgeres.evaluate import evaluate, evaluate_onnx, is_onnx_source
     from edgeres.report.tables import print_accuracy_table
 
     if is_onnx_source(checkpoint):
-        results = evaluate_onnx(checkpoint, data, res, split, batch_size, limit)
+        results = evaluate_onnx(checkpoint, data, res, split, batch_size, limit, targets=targets or None)
     else:
         results = evaluate(checkpoint, data, res, split, batch_size, limit, nearest)
     print_accuracy_table(results, title=f"{checkpoint} ({split})")

@@ -68,15 +68,12 @@ def verification_inputs(src: Source, res: int, count: int) -> np.ndarray:
 
 def torch_logits(src: Source, xs: np.ndarray, res: int, allow_nearest: bool) -> np.ndarray:
     """The RS-Net itself at `res` (not the folded copy): the reference every graph must match."""
-    from edgeres.evaluate import torch_scorer
-    score = torch_scorer(src.model, res, allow_nearest)
-    return np.concatenate([score(xs[i:i + 64]) for i in range(0, len(xs), 64)])
+    from edgeres.runtimes.torch_eager import TorchRunner
+    runner = TorchRunner(src.model, res, src.info.arch.in_channels, allow_nearest)
+    return np.concatenate([runner.infer(xs[i:i + 64]) for i in range(0, len(xs), 64)])
 
 
 def ort_logits(path: Path, xs: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """Run a graph in ONNX Runtime image by image when its batch is fixed to 1, else in one call."""
-    from edgeres.runtimes.ort import ort_session
-    session = ort_session(path)
-    first = session.get_inputs()[0]
-    chunks = [xs[i:i + 1] for i in range(len(xs))] if first.shape[0] == 1 else [xs]
-    return np.concatenate([session.run(None, {first.name: c, **(extra_feeds or {})})[0] for c in chunks])
+    """Logits of a graph in ONNX Runtime (fed in its static batch when it has one)."""
+    from edgeres.runtimes.ort import OrtRunner
+    return OrtRunner(path, feeds=extra_feeds).infer(xs)

@@ -8,7 +8,6 @@ instead of vanishing into the weights, which the manifest's latency comparison m
 """
 import copy
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_lo
 from edgeres.models.specialize import freeze_for_export, replace_module
 from edgeres.models.switchable_bn import SwitchableBatchNorm2d
 
-TIMING_RUNS, TIMING_WARMUP = 20, 5
-TIMING_NOTE = (f"indicative: ONNX Runtime CPU, batch 1, median of {TIMING_RUNS} runs after {TIMING_WARMUP} "
-               "warm-up, on a possibly shared machine; use `edgeres bench` for real numbers")
+TIMING_RUNS, TIMING_WARMUP, TIMING_SECONDS = 20, 5, 0.2
+TIMING_NOTE = (f"indicative: ONNX Runtime CPU, batch 1, median of >= {TIMING_RUNS} interleaved runs (>= "
+               f"{TIMING_SECONDS} s) after {TIMING_WARMUP} warm-up, on a possibly shared machine; use `edgeres bench` "
+               "for real numbers")
 
 
 class _Index:
@@ -132,16 +132,13 @@ def _size_vs_folded(path: Path, folded: dict[int, dict], count: int) -> dict[str
 
 
 def _latency(switchable: Path, folded: Path, index: int, shape: list) -> dict[str, float]:
-    """Median ORT latency (ms) of both graphs on the same zero input, batch 1, interleaved runs."""
-    from edgeres.runtimes.ort import ort_session
-    x = np.zeros([1 if isinstance(d, str) else d for d in shape], np.float32)
-    runs = {"switchable": (ort_session(switchable), {"input": x, "res_index": np.array([index], np.int64)}),
-            "folded": (ort_session(folded), {"input": x})}
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for i in range(TIMING_WARMUP + TIMING_RUNS):
-        for key, (session, feeds) in runs.items():
-            start = time.perf_counter()
-            session.run(None, feeds)
-            if i >= TIMING_WARMUP:
-                samples[key].append(1e3 * (time.perf_counter() - start))
-    return {f"{k}_ms": round(statistics.median(v), 4) for k, v in samples.items()}
+    """Median ORT latency (ms) of both graphs at batch 1, interleaved by the one timing primitive."""
+    from edgeres.runtimes.base import random_input
+    from edgeres.runtimes.ort import OrtRunner
+    from edgeres.runtimes.timing import median_ms, runner_cell
+    runners = {"switchable": OrtRunner(switchable, spinning=False, feeds={"res_index": np.array([index], np.int64)}),
+               "folded": OrtRunner(folded, spinning=False)}
+    x = random_input(tuple(1 if isinstance(d, str) else d for d in shape))  # the folded graph's 1,C,R,R
+    cells = [runner_cell(key, r, x) for key, r in runners.items()]
+    medians = median_ms(cells, TIMING_RUNS, TIMING_SECONDS, TIMING_WARMUP)
+    return {f"{k}_ms": round(v, 4) for k, v in medians.items()}

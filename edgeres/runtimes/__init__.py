@@ -1,24 +1,32 @@
 """One runner per backend (ONNX Runtime, TensorRT, PyTorch eager) and the one timing primitive.
 
-Every stage that runs a model goes through these. Heavy imports (onnxruntime, torch, tensorrt) happen inside
-the runners, so importing this package is cheap and torch-free.
+Every stage that runs a model goes through these: `open_runner(artifact)` gives a `Runner` (runtimes.base)
+whatever the backend. Heavy imports (onnxruntime, torch, tensorrt) happen inside the runners, so importing
+this package is cheap and torch-free.
 """
 from edgeres.errors import EdgeresError
 from edgeres.runtimes.base import Runner, SkipCell, random_input
 
+BACKENDS = ("ort", "trt", "torch")
 
-def make_runner(backend: str, threads: int | None, provider: str = "CPUExecutionProvider") -> Runner:
-    """The runner for an artifact's backend ("ort", "torch", "trt")."""
-    if backend == "ort":
+
+def open_runner(artifact, threads: int | None = None, provider: str = "CPUExecutionProvider",
+                spinning: bool = False) -> Runner:
+    """The runner for a manifests.artifacts.Artifact, by its backend ("ort", "trt", "torch").
+
+    spinning=False by default: runners of several artifacts are used in turn (bench interleaving, cascade
+    stages), and ORT's spinning idle threads would fight each other (see runtimes.ort.ort_session).
+    """
+    if artifact.backend == "ort":
         from edgeres.runtimes.ort import OrtRunner
-        return OrtRunner(threads, provider)
-    if backend == "torch":
+        return OrtRunner(artifact.file, threads, provider, spinning=spinning)
+    if artifact.backend == "torch":
         from edgeres.runtimes.torch_eager import TorchRunner
-        return TorchRunner(threads)
-    if backend == "trt":
+        return TorchRunner.from_checkpoint(artifact.checkpoint, artifact.resolution, threads)
+    if artifact.backend == "trt":
         from edgeres.runtimes.trt import TrtRunner
-        return TrtRunner()
-    raise EdgeresError(f"unknown bench backend {backend!r}: valid are ort, torch, trt")
+        return TrtRunner(artifact.file)
+    raise EdgeresError(f"unknown backend {artifact.backend!r}: valid are {', '.join(BACKENDS)}")
 
 
-__all__ = ["Runner", "SkipCell", "make_runner", "random_input"]
+__all__ = ["BACKENDS", "Runner", "SkipCell", "open_runner", "random_input"]

@@ -1,33 +1,37 @@
-"""ONNX Runtime sessions on CPU (the embedded default backend), shared by build, eval, bench and cascade."""
+"""ONNX Runtime (the embedded default backend): the only module that constructs an InferenceSession."""
 import os
 from typing import Sequence
 
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.manifests.artifacts import Artifact
-from edgeres.runtimes.base import SkipCell, random_input
+from edgeres.runtimes.base import batch_shape, in_chunks, random_input
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+CPU = "CPUExecutionProvider"
 
 
-def ort_session(model: str | os.PathLike | bytes, threads: int | None = None,
-                providers: Sequence[str] = ("CPUExecutionProvider",), spinning: bool = True):
-    """An InferenceSession with full graph optimisation from a path or serialized ONNX bytes.
+def ort_session(model: str | os.PathLike | bytes, threads: int | None = None, providers: Sequence[str] = (CPU,),
+                spinning: bool = True, level: str = "all", save_to: str | os.PathLike | None = None):
+    """An InferenceSession from a path or serialized ONNX bytes.
 
     threads: intra-op threads (None: ORT default). spinning=False stops idle pool threads from busy-waiting
     after each run: several sessions used in turn (bench interleaving, cascade stages) then do not fight each
     other's spinners (bench measured p99 28.6 -> 4.4 ms on a tiny CNN on a busy 2-core box).
+    level: graph optimisation "all" or "extended"; save_to writes the optimised graph there.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise for users
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
+    if save_to is not None:
+        options.optimized_model_filepath = str(save_to)
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                     providers=list(providers))
@@ -36,49 +40,40 @@ def ort_session(model: str | os.PathLike | bytes, threads: int | None = None,
         raise EdgeresError(f"ONNX Runtime cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def ort_scorer(path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
-    """Callable N,C,H,W float32 -> logits for a single-input, single-output graph.
-
-    `score.static_batch` is the graph's fixed batch size, or None when its batch axis is dynamic.
-    """
-    session = ort_session(path, threads, spinning=spinning)
-    node = session.get_inputs()[0]
-
-    def score(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {node.name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-    score.static_batch = node.shape[0] if isinstance(node.shape[0], int) else None
-    return score
-
-
 class OrtRunner:
-    """ONNX Runtime session (CPU by default, or the CUDA execution provider) with a fixed intra-op thread count."""
+    """One graph in ONNX Runtime (CPU by default, or another execution provider); see runtimes.base.Runner.
 
-    def __init__(self, threads: int | None = None, provider: str = "CPUExecutionProvider"):
-        self.threads, self.provider, self.session = threads, provider, None
+    `feeds` are extra constant inputs (the switchable graph's `res_index`).
+    """
 
-    def prepare(self, artifact: Artifact, batch: int) -> np.ndarray:
-        self.session = bench_session(artifact.file, self.threads, self.provider)
+    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, provider: str = CPU,
+                 spinning: bool = True, feeds: dict[str, np.ndarray] | None = None):
+        self.provider, self.feeds = provider, dict(feeds or {})
+        self.what = "the in-memory graph" if isinstance(model, bytes) else str(model)
+        self.session = ort_session(model, threads, (provider,), spinning=spinning)
         spec = self.session.get_inputs()[0]
-        self.input_name = spec.name
-        return random_input(_batch_shape(spec.shape, batch, artifact), _ORT_DTYPES.get(spec.type, np.float32))
+        self.input_name, self.input_shape = spec.name, list(spec.shape)
+        self.dtype = _ORT_DTYPES.get(spec.type, np.float32)
+        first = spec.shape[0]
+        self.static_batch = first if isinstance(first, int) and first > 0 else None
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return in_chunks(np.asarray(x), self.static_batch, self._infer_one)
+
+    def _infer_one(self, x: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.dtype), **self.feeds}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+    def example_input(self, batch: int) -> np.ndarray:
+        return random_input(batch_shape(self.input_shape, batch, self.what), self.dtype)
 
     def run(self, inputs: np.ndarray) -> None:
-        self.session.run(None, {self.input_name: inputs})
+        self.session.run(None, {self.input_name: inputs, **self.feeds})
 
     def close(self) -> None:
         self.session = None
 
 
-def bench_session(model: str | bytes, threads: int | None, provider: str = "CPUExecutionProvider"):
-    """An ORT session for timing: intra-op spinning off, because interleaved sessions (and the reference
-    GEMM) would otherwise fight each other's spinning idle threads (see runtime.ort_session)."""
-    return ort_session(model, threads, (provider,), spinning=False)
-
-
-def _batch_shape(shape: list, batch: int, artifact: Artifact) -> tuple[int, ...]:
-    """The graph's input shape at `batch`; a static batch dimension other than `batch` cannot run."""
-    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise EdgeresError(f"{artifact.file}: input shape {shape} is not N,C,H,W with static C,H,W")
-    if isinstance(shape[0], int) and shape[0] != batch:
-        raise SkipCell(f"graph has a static batch of {shape[0]} (export with --dynamic-batch for batch {batch})")
-    return (batch, *shape[1:])
+def save_optimized(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Write `source` after ORT's EXTENDED graph optimisations to `target` (sessions on it start faster)."""
+    ort_session(source, level="extended", save_to=target)

@@ -6,7 +6,7 @@ reference GEMM is one more cell in the same rotation, so normalising by it divid
 """
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def gemm_cell(n: int = GEMM_SIZE, threads: int | None = None) -> Cell:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeres.runtimes.ort import bench_session
+    from edgeres.runtimes.ort import ort_session
     b = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "reference_gemm",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
@@ -46,7 +46,7 @@ def gemm_cell(n: int = GEMM_SIZE, threads: int | None = None) -> Cell:
                               [numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    session = bench_session(model.SerializeToString(), threads)
+    session = ort_session(model.SerializeToString(), threads, spinning=False)
     feed = {"a": np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)}
 
     def run() -> None:
@@ -54,11 +54,16 @@ def gemm_cell(n: int = GEMM_SIZE, threads: int | None = None) -> Cell:
     return Cell("reference", run)
 
 
+def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), host wall time in ms by perf_counter): the one host clock, for calls timed one at a time."""
+    start = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - start) * 1000.0
+
+
 def time_once(cell: Cell) -> float:
     """One run in ms: the runner's device time if it has one, else host perf_counter around the call."""
-    start = time.perf_counter()
-    device_ms = cell.run()
-    host_ms = (time.perf_counter() - start) * 1000.0
+    device_ms, host_ms = timed_call(cell.run)
     return host_ms if device_ms is None else device_ms
 
 
@@ -90,6 +95,18 @@ def interleave(cells: list[Cell], min_runs: int, min_time_s: float, bursts: int 
         for cell in pending:
             burst(cell, seconds)
         pending = [c for c in pending if not c.done(min_runs, min_time_s)]
+
+
+def runner_cell(key: str, runner, inputs) -> Cell:
+    """A cell that times `runner.run(inputs)` (any runtimes.base.Runner)."""
+    return Cell(key, lambda: runner.run(inputs))
+
+
+def median_ms(cells: list[Cell], min_runs: int, min_time_s: float, warmup: int = 3) -> dict[str, float]:
+    """Warm up, interleave, and return each cell's median (ms): side-by-side comparisons of a few runners."""
+    warm_up(cells, warmup)
+    interleave(cells, min_runs, min_time_s)
+    return {c.key: percentile(c.samples_ms, 50) for c in cells}
 
 
 def rss_mb() -> float | None:

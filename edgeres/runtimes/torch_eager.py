@@ -1,40 +1,63 @@
-"""PyTorch eager runner: the RS-Net from its checkpoint, switched per resolution (what users run without export)."""
+"""PyTorch eager: the RS-Net itself, switched to one resolution (what users run without export).
+
+Torch is imported only when a runner is made, so importing this module is torch-free.
+"""
 import numpy as np
 
-from edgeres.manifests.artifacts import Artifact
 from edgeres.runtimes.base import random_input
 
 
 class TorchRunner:
-    """PyTorch eager: the RS-Net from the checkpoint, switched to the row's resolution before every run
-    (what users do without export). One model is shared by all resolutions of a checkpoint."""
+    """An RS-Net at one resolution; several runners share one model (see runtimes.base.Runner).
+
+    The BN switch happens on every call: rows of one model interleave in the bench, and the switch is part of
+    what a user pays at run time.
+    """
 
     provider = "torch-cpu"
-    _models: dict = {}
+    static_batch = None
+    _models: dict = {}  # checkpoint dir -> (model, CheckpointInfo): one load per bench plan
 
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
-
-    def prepare(self, artifact: Artifact, batch: int) -> np.ndarray:
+    def __init__(self, model, resolution: int, in_channels: int = 3, allow_nearest: bool = False,
+                 device: str = "cpu"):
         from edgeres import _optional
-        torch = _optional.torch("the PyTorch eager bench backend")
         from edgeres.models import choose_bn, switchable_layers
+        self.torch = _optional.torch("the PyTorch eager backend")
+        self.model, self.resolution, self.in_channels, self.device = model, resolution, in_channels, device
+        self.layers = switchable_layers(model)
+        self.choice = choose_bn(resolution, self.layers[0].resolutions, allow_nearest=allow_nearest)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str, resolution: int, threads: int | None = None) -> "TorchRunner":
+        from edgeres import _optional
+        torch = _optional.torch("the PyTorch eager backend")
         from edgeres.models.checkpoint import load_checkpoint
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        if artifact.checkpoint not in self._models:
-            self._models[artifact.checkpoint] = load_checkpoint(artifact.checkpoint)[:2]
-        self.model, info = self._models[artifact.checkpoint]
-        self.torch, self.layers = torch, switchable_layers(self.model)
-        self.choice = choose_bn(artifact.resolution, self.layers[0].resolutions, allow_nearest=True)
-        shape = (batch, info.arch.in_channels, artifact.resolution, artifact.resolution)
-        return random_input(shape)
+        if threads:
+            torch.set_num_threads(threads)
+        if checkpoint not in cls._models:
+            cls._models[checkpoint] = load_checkpoint(checkpoint)[:2]
+        model, info = cls._models[checkpoint]
+        return cls(model, resolution, info.arch.in_channels, allow_nearest=True)
+
+    def _forward(self, x: np.ndarray):
+        previous = [layer.choice for layer in self.layers]  # the model may be shared: leave it as found
+        try:
+            for layer in self.layers:
+                layer.choice = self.choice
+            with self.torch.inference_mode():
+                return self.model(self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+        finally:
+            for layer, choice in zip(self.layers, previous):
+                layer.choice = choice
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(x).float().cpu().numpy()
+
+    def example_input(self, batch: int) -> np.ndarray:
+        return random_input((batch, self.in_channels, self.resolution, self.resolution))
 
     def run(self, inputs: np.ndarray) -> None:
-        with self.torch.inference_mode():
-            for layer in self.layers:  # the switch is part of the cost: rows of one model interleave
-                layer.choice = self.choice
-            self.model(self.torch.from_numpy(inputs))
+        self._forward(inputs)
 
     def close(self) -> None:
         self.model = None
