@@ -104,13 +104,13 @@ def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions:
     """
     manifest, entries = onnx_entries(path)
     entries = _wanted(entries, resolutions, targets)
-    images = open_images(data or manifest["data"], split)
-    check_classes(images, len(manifest["classes"]), manifest["_path"])
-    norm, crop = manifest["normalization"], manifest["eval_crop_ratio"]
+    images = open_images(data or manifest.data, split)
+    check_classes(images, len(manifest.classes), manifest.path)
+    pre = manifest.preprocessing
     results = {}
     for artifact in entries:
         runner = open_runner(artifact, spinning=True)
-        batches = eval_batches(images, artifact.resolution, norm["mean"], norm["std"], crop,
+        batches = eval_batches(images, artifact.resolution, pre.mean, pre.std, pre.crop_ratio,
                                runner.static_batch or batch_size, limit)
         results[f"{artifact.target}@{artifact.resolution}"] = accuracy_of(batches, runner.infer)
         runner.close()

@@ -5,6 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from edgeres._io import sha256_file
 from edgeres.bench import bench
 from edgeres.bench.tiny import tiny_export, tiny_macs
 from edgeres.cli import cli
@@ -89,13 +90,21 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
         bench(tmp_path / "evil")
 
 
+def build_body(export_dir, artifacts: list[dict]) -> dict:
+    """A build.json body with the schema's required fields, describing `artifacts` built from `export_dir`."""
+    export = read_manifest(export_dir, "export")
+    return {"export": {"path": str(export_dir), "sha256": sha256_file(export["_path"])}, "classes": [],
+            "normalization": export["normalization"], "eval_crop_ratio": 1.0, "artifacts": artifacts}
+
+
 def test_build_dir_rows_carry_accuracy(tiny, tmp_path):
     graph = read_manifest(tiny[0], "export")["graphs"][-1]
     (tmp_path / "m.onnx").write_bytes((tiny[0] / graph["file"]).read_bytes())
     artifact = {"target": "ort-fp32", "resolution": 32, "file": "m.onnx", "backend": "ort", "precision": "fp32",
                 "macs": graph["macs"], "accuracy": {"top1": 71.5, "measured_with": "onnxruntime"}}
+    artifact["sha256"] = sha256_file(tmp_path / "m.onnx")
     trt = {**artifact, "target": "trt-fp16", "backend": "trt", "file": "m.engine"}
-    write_manifest(tmp_path / "build.json", "build", {"export": {"path": str(tiny[0])}, "artifacts": [artifact, trt]})
+    write_manifest(tmp_path / "build.json", "build", build_body(tiny[0], [artifact, trt]))
     report = bench(tmp_path, min_time_s=0.05, min_runs=3, warmup=1)
     assert [(r["target"], r["accuracy"]["top1"]) for r in report["rows"]] == [("ort-fp32", 71.5)]
 
@@ -113,8 +122,12 @@ def test_torch_eager_backend_switches_the_rsnet(tiny_rsnet, tiny_spec, tmp_path)
         with at_resolution(tiny_rsnet, res):
             torch.onnx.export(tiny_rsnet, (torch.zeros(1, 1, res, res),), str(tmp_path / f"r{res}.onnx"),
                               dynamo=False, opset_version=17, input_names=["input"], output_names=["logits"])
-        graphs.append({"resolution": res, "file": f"r{res}.onnx", "macs": 1000 * res * res})
-    write_manifest(tmp_path / "export.json", "export", {"checkpoint": {"path": "ckpt"}, "graphs": graphs})
+        graphs.append({"resolution": res, "file": f"r{res}.onnx", "macs": 1000 * res * res,
+                       "sha256": sha256_file(tmp_path / f"r{res}.onnx"), "input": {"name": "input", "shape": [1, 1, res, res]},
+                       "output": {"name": "logits", "shape": [1, 10]}})
+    write_manifest(tmp_path / "export.json", "export", {  # export carries the checkpoint's metrics forward
+        "checkpoint": {"path": "ckpt", "metrics": info.metrics}, "classes": [], "graphs": graphs,
+        "normalization": {"mean": [0.5], "std": [0.5]}, "eval_crop_ratio": 1.0})
     report = bench(tmp_path, backends=("ort", "torch"), threads=1, min_time_s=0.05, min_runs=3, warmup=1)
     got = {(r["target"], r["resolution"]): (r["accuracy"] or {}).get("top1") for r in report["rows"]}
     assert got == {("onnx-fp32", 28): 80.0, ("onnx-fp32", 12): None, ("torch-eager", 28): 80.0,

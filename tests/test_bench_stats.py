@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 
-from edgeres.runtimes.stats import achieved_gflops, add_ratios, mean_std, percentile, summarize, throughput
+from edgeres.runtimes.stats import (
+    achieved_gflops,
+    add_ratios,
+    mean_std,
+    percentile,
+    summarize,
+    throughput,
+)
 
 
 def test_percentiles_on_known_samples():

@@ -3,7 +3,13 @@ import sys
 
 import pytest
 
-from edgeres.build.targets import TARGETS, get_target, lq_bits, resolve_builder, with_prerequisites
+from edgeres.build.targets import (
+    TARGETS,
+    get_target,
+    lq_bits,
+    resolve_builder,
+    with_prerequisites,
+)
 from edgeres.errors import EdgeresError
 
 

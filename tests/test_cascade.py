@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgeres._io import sha256_file
 from edgeres.choose import cascade as cc
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
@@ -129,6 +130,7 @@ def export_dir(tmp_path_factory):
         torch.onnx.export(net, (torch.zeros(1, 1, res, res),), str(out / f"r{res}.onnx"), dynamo=False,
                           opset_version=17, input_names=["input"], output_names=["logits"])
         graphs.append({"resolution": res, "file": f"r{res}.onnx", "macs": tiny_macs(res), "params": 410,
+                       "sha256": sha256_file(out / f"r{res}.onnx"),
                        "input": {"name": "input", "shape": [1, 1, res, res]},
                        "output": {"name": "logits", "shape": [1, 10]}})
     write_manifest(out / "export.json", "export", {

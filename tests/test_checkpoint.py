@@ -7,7 +7,11 @@ import torch
 from edgeres.errors import EdgeresError
 from edgeres.manifests.checkpoint import CheckpointInfo
 from edgeres.models import at_resolution
-from edgeres.models.checkpoint import load_checkpoint, load_state_dict_file, save_checkpoint
+from edgeres.models.checkpoint import (
+    load_checkpoint,
+    load_state_dict_file,
+    save_checkpoint,
+)
 
 from .conftest import TINY_RES
 

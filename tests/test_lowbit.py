@@ -1,5 +1,6 @@
 """lq-wKaJ build: an exported LQ RS-Net rewritten into INT8 containers, checked against PyTorch in ORT."""
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -127,11 +128,11 @@ def test_check_accepts_flips_as_bad_as_the_control_and_rejects_worse():
 
 def test_export_without_matching_quant_is_a_one_line_error(built):
     from edgeres.build.targets import BuildContext, CalibSettings, GraphEntry
-    ctx = BuildContext({"quant": "w2a2"}, built[2], built[2], "lq-w4a4", CalibSettings())
+    ctx = BuildContext(SimpleNamespace(quant="w2a2", checkpoint={}), built[2], built[2], "lq-w4a4", CalibSettings())
     with pytest.raises(EdgeresError, match=r"--quant lq:w4a4"):
         lowbit.build_lq(ctx, GraphEntry(28, built[2] / "none.onnx", "", "input", (1, 1, 28, 28), "logits", 0, 0))
     with pytest.raises(EdgeresError, match="quant=None"):
-        lowbit.check_quant({"quant": None}, 2, 32, "lq-w2a32")
+        lowbit.check_quant(SimpleNamespace(quant=None, checkpoint={}), 2, 32, "lq-w2a32")
 
 
 def test_lowbit_imports_without_torch(block_modules):

@@ -1,7 +1,12 @@
 """tegrastats / nvpmodel / jetson_clocks parsing on real output lines, and power arithmetic."""
 import pytest
 
-from edgeres.bench.power import parse_jetson_clocks, parse_nvpmodel, parse_tegrastats, power_summary
+from edgeres.bench.power import (
+    parse_jetson_clocks,
+    parse_nvpmodel,
+    parse_tegrastats,
+    power_summary,
+)
 
 # Verbatim lines captured on devices (sources in /tmp/notes/research.md section 6).
 NANO_JP4 = ("RAM 2020/3964MB (lfb 19x4MB) SWAP 43/1982MB (cached 1MB) CPU [100%@1479,100%@1479,100%@1479,100%@1479] "

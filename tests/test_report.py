@@ -81,7 +81,8 @@ def test_report_adds_the_cascade_rows(tmp_path):
             for m, t, macs, ms in (("highest", 80.0, 12.5e6, 2.0), ("random", 75.0, 8e6, 1.5),
                                    ("cascade", 79.6, 5e6, 1.0))]
     cascade = {"kind": "cascade", "format_version": 1, "source": {"path": "x", "target": "ort-fp32"},
-               "stages": [{"resolution": 64}, {"resolution": 112}], "report_split": "val[5:10]", "rows": rows}
+               "stages": [{"resolution": 64}, {"resolution": 112}], "report_split": "val[5:10]", "rows": rows,
+               "thresholds": [0.9], "confidence": "max-softmax", "max_drop": 0.5}
     (tmp_path / "cascade.json").write_text(json.dumps(cascade))
     paths = report([tmp_path / "b" / "bench.json"], tmp_path / "rep", [tmp_path / "cascade.json"])
     markdown = paths["markdown"].read_text()

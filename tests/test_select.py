@@ -75,9 +75,11 @@ def test_nothing_fits_names_the_fastest_and_the_cheapest(bench_json):
 
 
 def test_build_accuracy_overrides_the_rows(bench_json, tmp_path):
-    artifact = {"target": "ort-int8", "resolution": 12, "file": "x.onnx", "backend": "ort", "precision": "int8",
-                "macs": 10_000_000, "accuracy": {"top1": 90.0, "measured_with": "onnxruntime"}}
-    write_manifest(tmp_path / "build" / "build.json", "build", {"artifacts": [artifact]})
+    artifact = {"target": "ort-int8", "resolution": 12, "file": "x.onnx", "sha256": "0" * 64, "backend": "ort",
+                "precision": "int8", "macs": 10_000_000, "accuracy": {"top1": 90.0, "measured_with": "onnxruntime"}}
+    write_manifest(tmp_path / "build" / "build.json", "build", {
+        "export": {"path": "e", "sha256": "0" * 64}, "classes": [], "normalization": {"mean": [0.5], "std": [0.5]},
+        "eval_crop_ratio": 1.0, "artifacts": [artifact]})
     sel = select([bench_json], [tmp_path / "build"], budget_ms=1.0)
     assert names([sel.chosen]) == [("ort-int8", 12)] and sel.chosen.top1 == 90.0
     assert names(sel.front) == [("ort-int8", 12)]  # 90% at 1 ms now dominates everything slower

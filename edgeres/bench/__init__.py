@@ -14,7 +14,8 @@ from edgeres.bench.gate import GateResult, compare
 from edgeres.bench.machine import gemm_summary, machine_info
 from edgeres.bench.worker import cell_key, measure
 from edgeres.errors import EdgeresError
-from edgeres.manifests.artifacts import EXPORT_TARGET, TORCH_TARGET, Artifact, read_inputs, select, torch_rows
+from edgeres.manifests.artifacts import (EXPORT_TARGET, TORCH_TARGET, Artifact, read_artifacts, select, source_of,
+                                        torch_rows)
 from edgeres.runtimes.stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
 
 DEVICES = {"cpu": "ONNX Runtime CPU (default)", "cuda": "TensorRT engines, or ONNX Runtime's CUDA provider",
@@ -37,9 +38,10 @@ def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequenc
     intra-op threads (None: the backend's default). Writes bench.json + bench.csv under `out` if given.
     """
     _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes)
-    source, found = read_inputs(manifest_dir)
+    manifest, found = read_artifacts(manifest_dir)
+    source = source_of(manifest)
     backends, provider = _device_backends(device, backends, found)
-    artifacts = _choose(found, backends, targets, resolutions)
+    artifacts = _choose(found, backends, targets, resolutions, manifest)
     plan = {"artifacts": [a.to_json() for a in artifacts], "batch_sizes": list(batch_sizes), "threads": threads,
             "provider": provider, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s,
             "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None}
@@ -104,10 +106,10 @@ def _ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def _choose(found: list[Artifact], backends, targets, resolutions) -> list[Artifact]:
+def _choose(found: list[Artifact], backends, targets, resolutions, manifest) -> list[Artifact]:
     pool = [a for a in found if a.backend in backends]
     if "torch" in backends:
-        pool += torch_rows(found)
+        pool += torch_rows(found, manifest)
     chosen = select(pool, targets, resolutions)
     if not chosen:
         have = sorted({a.backend for a in found})

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from edgeres._io import contained, sha256_file
+from edgeres._io import sha256_file
 from edgeres.build.targets import (
     TARGETS,
-    Artifact,
+    BuildOutput,
     BuildContext,
     CalibSettings,
     GraphEntry,
@@ -27,10 +27,11 @@ from edgeres.build.targets import (
 from edgeres.data import open_images
 from edgeres.errors import EdgeresError
 from edgeres.evaluate import check_classes
-from edgeres.manifests._base import read_manifest, require, write_manifest
+from edgeres.manifests.build import read_build, write_build
+from edgeres.manifests.export import ExportManifest, read_export
 from edgeres.resolutions import parse_resolutions
 
-__all__ = ["build", "TARGETS", "Artifact", "BuildContext", "CalibSettings", "GraphEntry", "Target",
+__all__ = ["build", "TARGETS", "BuildOutput", "BuildContext", "CalibSettings", "GraphEntry", "Target",
            "get_target", "target_names"]
 
 
@@ -49,46 +50,36 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
         raise EdgeresError(f"no build target given: choose from {', '.join(target_names())}")
     order = with_prerequisites(list(targets))  # unknown names fail here, before any work
     check_extras(order)
-    export = read_manifest(export_dir, "export")
-    export_path = Path(export["_path"])
-    graphs = graph_entries(export, export_path.parent, resolutions)
+    export = read_export(export_dir)
+    graphs = graph_entries(export, resolutions)
     calib = CalibSettings(calib_method, calib_images, calib_data, Path(calib_dir) if calib_dir else None)
-    base = BuildContext(export, export_path.parent, Path(out), "", calib, data,
+    base = BuildContext(export, export.directory, Path(out), "", calib, data,
                         {**(options or {}), "eval_images": eval_images})
     preflight(base, graphs, recalibrate)
     images = open_eval_images(export, data) if evaluate else None
     rows = [row_for(t, graph, run_builder(t, base, graph), images, base)
             for t in order for graph in graphs]
-    body = manifest_body(export, export_path, data, kept_rows(Path(out), export_path, rows) + rows)
-    write_manifest(Path(out) / "build.json", "build", body)
+    body = manifest_body(export, data, kept_rows(Path(out), export.path, rows) + rows)
+    write_build(Path(out) / "build.json", body)
     return body
 
 
-def graph_entries(export: dict, export_dir: Path, resolutions=None) -> list[GraphEntry]:
+def graph_entries(export: ExportManifest, resolutions=None) -> list[GraphEntry]:
     """export.json graphs (all, or the requested resolutions), each checked against its recorded sha256."""
-    where = f"export manifest {export['_path']}"
-    graphs = [graph_entry(g, export_dir, where) for g in require(export, "graphs", list, where)]
+    where = f"export manifest {export.path}"
+    records = list(export.graphs)
     if resolutions:
         wanted = parse_resolutions(resolutions)
-        have = {g.resolution for g in graphs}
+        have = {g.resolution for g in records}
         missing = [r for r in wanted if r not in have]
         if missing:
             raise EdgeresError(f"{where} has no graph at {missing} px (it has {sorted(have, reverse=True)}): "
                                f"export those resolutions first")
-        graphs = [g for g in graphs if g.resolution in wanted]
-    return graphs
-
-
-def graph_entry(raw: dict, export_dir: Path, where: str) -> GraphEntry:
-    file = contained(export_dir, require(raw, "file", str, where))
-    sha = require(raw, "sha256", str, where)
-    if not file.exists():
-        raise EdgeresError(f"{where}: graph {file} is missing: re-run edgeres export")
-    if sha256_file(file) != sha:
-        raise EdgeresError(f"{where}: {file.name} changed since export (sha256 differs): re-run edgeres export")
-    io_in, io_out = require(raw, "input", dict, where), require(raw, "output", dict, where)
-    return GraphEntry(require(raw, "resolution", int, where), file, sha, io_in["name"], tuple(io_in["shape"]),
-                      io_out["name"], raw.get("macs"), raw.get("params"), raw)
+        records = [g for g in records if g.resolution in wanted]
+    for record in records:
+        record.check_unchanged(where)
+    return [GraphEntry(g.resolution, g.file, g.sha256, g.input.name, g.input.shape, g.output.name, g.macs,
+                       g.params, g.raw) for g in records]
 
 
 def check_extras(order: list[Target]) -> None:
@@ -107,7 +98,7 @@ def preflight(ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) ->
             cache_file(calib_dir(ctx), graph, ctx.calib.method).unlink(missing_ok=True)
 
 
-def run_builder(target: Target, base: BuildContext, graph: GraphEntry) -> Artifact:
+def run_builder(target: Target, base: BuildContext, graph: GraphEntry) -> BuildOutput:
     ctx = BuildContext(base.export, base.export_dir, base.out, target.name, base.calib, base.data, base.options,
                        base.built)
     artifact = resolve_builder(target)(ctx, graph)
@@ -115,13 +106,13 @@ def run_builder(target: Target, base: BuildContext, graph: GraphEntry) -> Artifa
     return artifact
 
 
-def open_eval_images(export: dict, data: str | None):
-    images = open_images(data or export["data"], "val")
-    check_classes(images, len(export["classes"]), export["_path"])
+def open_eval_images(export: ExportManifest, data: str | None):
+    images = open_images(data or export.data, "val")
+    check_classes(images, len(export.classes), export.path)
     return images
 
 
-def row_for(target: Target, graph: GraphEntry, artifact: Artifact, images, ctx: BuildContext) -> dict:
+def row_for(target: Target, graph: GraphEntry, artifact: BuildOutput, images, ctx: BuildContext) -> dict:
     """One build.json artifact row; ORT artifacts are evaluated here with ONNX Runtime."""
     accuracy, note = artifact.accuracy, artifact.accuracy_note
     if accuracy is None and target.backend == "ort" and images is not None:
@@ -143,12 +134,12 @@ def kept_rows(out: Path, export_path: Path, rows: list[dict]) -> list[dict]:
     so `--target int8-qdq` on the host and `--target trt-int8` on the device end up in one manifest."""
     if not (out / "build.json").exists():
         return []
-    old = read_manifest(out, "build")
-    if old["export"]["sha256"] != sha256_file(export_path):
+    old = read_build(out)
+    if old.export["sha256"] != sha256_file(export_path):
         return []
     redone = {(r["target"], r["resolution"]) for r in rows}
-    return [r for r in old["artifacts"] if (r["target"], r["resolution"]) not in redone
-            and (out / r["file"]).is_file() and sha256_file(out / r["file"]) == r["sha256"]]
+    return [a.raw for a in old.artifacts if (a.target, a.resolution) not in redone
+            and a.file.is_file() and sha256_file(a.file) == a.sha256]
 
 
 def relative(path: Path, base: Path) -> str:
@@ -159,7 +150,10 @@ def relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def manifest_body(export: dict, export_path: Path, data: str | None, rows: list[dict]) -> dict:
-    return {"export": {"path": str(export_path.resolve()), "sha256": sha256_file(export_path)},
-            "data": data or export["data"], "classes": export["classes"], "normalization": export["normalization"],
-            "eval_crop_ratio": export["eval_crop_ratio"], "artifacts": rows}
+def manifest_body(export: ExportManifest, data: str | None, rows: list[dict]) -> dict:
+    """build.json: carries forward what bench, eval, select and the cascade need (no walking back)."""
+    checkpoint = export.checkpoint_dir()
+    carried = {**export.checkpoint, "path": None if checkpoint is None else str(checkpoint.resolve())}
+    return {"export": {"path": str(export.path.resolve()), "sha256": sha256_file(export.path)},
+            "checkpoint": carried, "data": data or export.data, "classes": list(export.classes),
+            **export.preprocessing.to_json(), "artifacts": rows}

@@ -25,6 +25,7 @@ from edgeres._io import read_json, write_json, write_text
 from edgeres.build.targets import CalibSettings, GraphEntry
 from edgeres.data import ImageSet, eval_batches, open_images
 from edgeres.errors import EdgeresError
+from edgeres.manifests.export import ExportManifest
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = 1
@@ -60,12 +61,12 @@ def cache_file(cache_dir: Path, graph: GraphEntry, method: str) -> Path:
     return Path(cache_dir) / f"{graph.file.stem}.{method}.json"
 
 
-def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: dict,
+def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: ExportManifest,
               cache_dir: Path) -> Calibration:
     """Ranges of `model_path` (the pre-processed `graph`), from the cache when its key matches exactly."""
     if settings.method not in METHODS:
         raise EdgeresError(f"unknown calibration method {settings.method!r}: choose one of {', '.join(METHODS)}")
-    images = open_images(settings.data or export["data"], "train")  # never the eval split: keep eval honest
+    images = open_images(settings.data or export.data, "train")  # never the eval split: keep eval honest
     key = calib_key(graph, settings, selection_fingerprint(images, settings.images))
     path = cache_file(cache_dir, graph, settings.method)
     if path.exists():
@@ -102,14 +103,14 @@ def selection_fingerprint(images: ImageSet, n: int) -> str:
     return f"{images.fingerprint}:seed0:n{min(n, len(images))}"
 
 
-def calibration_batches(images: ImageSet, graph: GraphEntry, export: dict, n: int) -> Iterator[np.ndarray]:
+def calibration_batches(images: ImageSet, graph: GraphEntry, export: ExportManifest, n: int) -> Iterator[np.ndarray]:
     """N,C,R,R float32 batches (the graph's batch size, 1 for a static 1x3xRxR graph) at the graph's resolution."""
-    norm = export["normalization"]
+    pre = export.preprocessing
     batch = graph.input_shape[0] if isinstance(graph.input_shape[0], int) else 32
     idx = selection_indices(len(images), n)
     if len(idx) > batch:  # a static batch cannot take a short tail
         idx = idx[:len(idx) // batch * batch]
-    for x, _ in eval_batches(images, graph.resolution, norm["mean"], norm["std"], export["eval_crop_ratio"], batch,
+    for x, _ in eval_batches(images, graph.resolution, pre.mean, pre.std, pre.crop_ratio, batch,
                              indices=idx):
         yield x
 

@@ -8,14 +8,14 @@ import numpy as np
 from edgeres._io import atomic_path
 from edgeres._optional import require
 from edgeres.build.ort import artifact_path
-from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 from edgeres.runtimes.ort import ort_session
 
 FP16_MAX = 65504.0  # largest finite float16
 
 
-def build_fp16(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_fp16(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     import onnx
     float16 = require("onnxconverter_common.float16", "the fp16 target")
     model = onnx.load(str(graph.file))
@@ -26,7 +26,7 @@ def build_fp16(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     with atomic_path(path) as tmp:
         onnx.save(half, str(tmp))
         check_runs(tmp, graph)
-    return Artifact(path, get_target(ctx.target).precision, extra={"io": "float32", "weights_over_fp16_max": overflow})
+    return BuildOutput(path, get_target(ctx.target).precision, extra={"io": "float32", "weights_over_fp16_max": overflow})
 
 
 def count_fp16_overflow(model) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from edgeres._io import write_bytes
 from edgeres.arch import parse_quant
 from edgeres.build.ort import artifact_path
-from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target, lq_bits
+from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target, lq_bits
 from edgeres.errors import EdgeresError
 
 QMAX = 127  # symmetric signed INT8, as TensorRT wants (codes of non-negative levels use 0..127)
@@ -369,16 +369,16 @@ def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes
 def check_images(ctx: BuildContext, graph: GraphEntry, limit: int = CHECK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     """The first `limit` val images of the export's data, preprocessed as at evaluation."""
     from edgeres.data import eval_batches, open_images
-    images = open_images(ctx.data or ctx.export.get("verify_data") or ctx.export["data"], "val")
-    norm = ctx.export["normalization"]
-    x, y = zip(*eval_batches(images, graph.resolution, norm["mean"], norm["std"],
-                             ctx.export.get("eval_crop_ratio", 1.0), limit=limit))
+    images = open_images(ctx.data or ctx.export.raw.get("verify_data") or ctx.export.data, "val")
+    pre = ctx.export.preprocessing
+    x, y = zip(*eval_batches(images, graph.resolution, pre.mean, pre.std, pre.crop_ratio, limit=limit))
     return np.concatenate(x), np.concatenate(y)
 
 
-def check_quant(export: dict, w_bits: int, a_bits: int, target: str) -> None:
-    """export.json must come from a checkpoint trained with exactly these LQ bits."""
-    quant = export.get("quant") or (export.get("checkpoint") or {}).get("arch", {}).get("quant")
+def check_quant(export, w_bits: int, a_bits: int, target: str) -> None:
+    """export.json (an ExportManifest) must come from a checkpoint trained with exactly these LQ bits."""
+    arch = export.checkpoint.get("arch")
+    quant = export.quant or (arch.get("quant") if isinstance(arch, dict) else None)
     want = (w_bits, None if a_bits == 32 else a_bits)
     if quant is None or parse_quant(quant) != want:
         raise EdgeresError(
@@ -387,7 +387,7 @@ def check_quant(export: dict, w_bits: int, a_bits: int, target: str) -> None:
             f"lq:w{w_bits}a{a_bits}` and export that checkpoint")
 
 
-def build_lq(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_lq(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     """`lq-wKaJ`: the LQ export graph as INT8 containers (see module docstring), verified in ONNX Runtime."""
     import onnx
     w_bits, a_bits = lq_bits(ctx.target)
@@ -409,7 +409,7 @@ def build_lq(ctx: BuildContext, graph: GraphEntry) -> Artifact:
              "control": f"float graph, quantized conv weights x (1 + {rel:.3g}·N(0,1)) per output channel",
              "rule": f"top-1 agreement >= min({MIN_AGREEMENT}, control - {AGREEMENT_MARGIN})"}
     _check_verified(path, distinct, w_bits, check)
-    return Artifact(path, get_target(ctx.target).precision, extra={
+    return BuildOutput(path, get_target(ctx.target).precision, extra={
         "nominal_bits": {"weights": w_bits, "activations": a_bits}, "executed_as": f"INT8 ({w_bits}-bit information)",
         "container": "weights: INT8 codes + per-channel FP32 scale (DequantizeLinear axis 0); activations: LQ step "
                      "function + INT8 QuantizeLinear/DequantizeLinear" + (" (none: float)" if a_bits == 32 else ""),

@@ -2,6 +2,7 @@
 from edgeres.build.targets import GraphEntry
 from edgeres.data import ImageSet
 from edgeres.evaluate import Scorer, evaluate_scorers
+from edgeres.manifests.export import ExportManifest
 
 DYNAMIC_BATCH = 64  # batch for graphs exported with a dynamic batch axis
 
@@ -12,10 +13,10 @@ def graph_batch(graph: GraphEntry) -> int:
     return first if isinstance(first, int) and first > 0 else DYNAMIC_BATCH
 
 
-def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: dict, limit: int | None,
+def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: ExportManifest, limit: int | None,
                   measured_with: str) -> dict:
     """The `accuracy` block of build.json: top1/top5 in percent, image count, what ran it."""
-    norm = export["normalization"]
-    result = evaluate_scorers({graph.resolution: scorer}, images, norm["mean"], norm["std"],
-                              export["eval_crop_ratio"], graph_batch(graph), limit)[graph.resolution]
+    pre = export.preprocessing
+    result = evaluate_scorers({graph.resolution: scorer}, images, pre.mean, pre.std, pre.crop_ratio,
+                              graph_batch(graph), limit)[graph.resolution]
     return {**result.to_json(), "measured_with": measured_with}

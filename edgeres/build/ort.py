@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeres._io import atomic_path
 from edgeres.build.calib import Calibration, calibrate, tensors_data
-from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 
 
@@ -21,7 +21,7 @@ def artifact_path(ctx: BuildContext, graph: GraphEntry, suffix: str = ".onnx") -
     return ctx.out / ctx.target / f"{graph.file.stem}{suffix}"
 
 
-def build_fp32(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_fp32(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     """The export graph after ORT's extended graph optimisations, saved so sessions start faster.
 
     EXTENDED (not ALL): ALL adds layout transforms tied to this CPU's instruction set; EXTENDED fusions use
@@ -31,18 +31,18 @@ def build_fp32(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     path = artifact_path(ctx, graph)
     with atomic_path(path) as tmp:
         save_optimized(graph.file, tmp)
-    return Artifact(path, get_target(ctx.target).precision)
+    return BuildOutput(path, get_target(ctx.target).precision)
 
 
-def build_ort_int8(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_ort_int8(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     return _int8(ctx, graph, activation="QUInt8", symmetric=False)
 
 
-def build_int8_qdq(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_int8_qdq(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     return _int8(ctx, graph, activation="QInt8", symmetric=True)
 
 
-def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, symmetric: bool) -> Artifact:
+def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, symmetric: bool) -> BuildOutput:
     path = artifact_path(ctx, graph)
     with tempfile.TemporaryDirectory(prefix="edgeres-int8-") as tmp:
         pre = preprocess(graph.file, Path(tmp) / "pre.onnx")
@@ -51,7 +51,7 @@ def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, symmetric: bool
             quantize_qdq(pre, out, calibration, activation, symmetric, Path(tmp))
     extra = {"activations": "U8 asymmetric" if not symmetric else "S8 symmetric",
              "weights": "S8 symmetric per-channel"}
-    return Artifact(path, get_target(ctx.target).precision, calibration=calibration.to_json(), extra=extra)
+    return BuildOutput(path, get_target(ctx.target).precision, calibration=calibration.to_json(), extra=extra)
 
 
 def calib_dir(ctx: BuildContext) -> Path:

@@ -7,17 +7,17 @@ TensorRT nor the LQ-Net code.
 
 Builder contract (for `edgeres.build.ort`, `fp16`, `trt` and the LQ-Net helper's `edgeres.build.lowbit`):
 
-    def build_x(ctx: BuildContext, graph: GraphEntry) -> Artifact
+    def build_x(ctx: BuildContext, graph: GraphEntry) -> BuildOutput
 
 - called once per (target, resolution); `graph` is one `export.json` graph (absolute path, resolution, I/O
   names and shapes); `ctx` carries the export manifest, the output directory, the data and calibration
   settings, and `ctx.target` (the requested name, e.g. "lq-w2a2": use `lq_bits(ctx.target)` for (K, J));
-- writes its file(s) under `ctx.out` through `edgeres._io` (atomic) and returns an `Artifact`;
+- writes its file(s) under `ctx.out` through `edgeres._io` (atomic) and returns an `BuildOutput`;
 - a target listed with `needs` gets the artifact of that target at the same resolution through
   `ctx.prerequisite(graph)` (e.g. `trt-int8` builds its engine from the `int8-qdq` ONNX);
 - raises `EdgeresError` (one line) for anything the user can fix.
 `edgeres.build.build` hashes the file, copies MACs/params, and measures top-1/top-5 with ONNX Runtime for
-`ort` artifacts (an `Artifact.accuracy` set by the builder, e.g. measured on a TensorRT device, wins).
+`ort` artifacts (an `BuildOutput.accuracy` set by the builder, e.g. measured on a TensorRT device, wins).
 """
 import importlib
 import re
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeres.errors import EdgeresError
+from edgeres.manifests.export import ExportManifest
 
 LQ_PATTERN = re.compile(r"^(trt-)?lq-w([1-8])a([1-8]|32)$")  # K-bit weights, J-bit activations (32 = float)
 
@@ -63,7 +64,7 @@ class CalibSettings:
 
 
 @dataclass(frozen=True)
-class Artifact:
+class BuildOutput:
     file: Path  # absolute path of the built file (ONNX or engine)
     precision: str
     calibration: dict | None = None  # method, images, data fingerprint, cache key (JSON-ready)
@@ -74,16 +75,16 @@ class Artifact:
 
 @dataclass(frozen=True)
 class BuildContext:
-    export: Mapping[str, Any]  # the export.json manifest as read
+    export: ExportManifest  # the export.json manifest, typed (edgeres.manifests.export)
     export_dir: Path
     out: Path
     target: str
     calib: CalibSettings
     data: str | None = None  # eval data (None = the export's data)
     options: Mapping[str, Any] = field(default_factory=dict)  # target-specific knobs (e.g. trt workspace)
-    built: dict = field(default_factory=dict, compare=False)  # (target, resolution) -> Artifact, filled by build()
+    built: dict = field(default_factory=dict, compare=False)  # (target, resolution) -> BuildOutput, filled by build()
 
-    def prerequisite(self, graph: GraphEntry) -> Artifact:
+    def prerequisite(self, graph: GraphEntry) -> BuildOutput:
         """The artifact of this target's `needs` target at the graph's resolution (built earlier)."""
         needs = get_target(self.target).needs
         if needs is None or (needs, graph.resolution) not in self.built:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeres._io import sha256_file, write_bytes, write_text
 from edgeres._optional import available, require
-from edgeres.build.targets import Artifact, BuildContext, GraphEntry, get_target
+from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 
 WORKSPACE_MIB = 1024  # builder scratch memory; Jetson Nano/Orin Nano share 4-8 GB with the CPU
@@ -63,7 +63,7 @@ def trtexec_command(onnx: Path, engine: Path, timing_cache: Path, precision: str
     return " ".join(shlex.quote(a) for a in args)
 
 
-def build_engine(ctx: BuildContext, graph: GraphEntry) -> Artifact:
+def build_engine(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     """Engine from the prerequisite ONNX (fp16 / int8-qdq / lq-*) of the same resolution."""
     trt = require_tensorrt(ctx.target)
     source = ctx.prerequisite(graph)
@@ -79,7 +79,7 @@ def build_engine(ctx: BuildContext, graph: GraphEntry) -> Artifact:
     write_text(engine.with_suffix(".trtexec.sh"), f"#!/bin/sh\n# same engine with trtexec\n{cmd}\n")
     accuracy, note = engine_accuracy(ctx, graph, plan)
     extra = {"tensorrt": trt.__version__, "device": device, "source": str(source.file), "trtexec": cmd}
-    return Artifact(engine, precision, calibration=source.calibration, accuracy=accuracy, accuracy_note=note,
+    return BuildOutput(engine, precision, calibration=source.calibration, accuracy=accuracy, accuracy_note=note,
                     extra=extra)
 
 
@@ -130,7 +130,7 @@ def engine_accuracy(ctx: BuildContext, graph: GraphEntry, plan: bytes) -> tuple[
 
     from edgeres.build.measure import accuracy_json
     from edgeres.data import open_images
-    images = open_images(ctx.data or ctx.export["data"], "val")
+    images = open_images(ctx.data or ctx.export.data, "val")
     with TrtRunner(engine_from_bytes(plan)) as runner:
         def score(x):
             return next(iter(runner.infer({graph.input_name: x}).values())).copy()

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgeres._io import write_json
+from edgeres.manifests.choose import write_cascade
 from edgeres.errors import EdgeresError
 from edgeres.runtimes.timing import timed_call
 
@@ -186,11 +186,10 @@ class Source:
 
 def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None) -> Source:
     """A build directory/build.json (artifacts of one `target`) or an export directory/export.json."""
-    from edgeres.manifests._base import require
     from edgeres.manifests.artifacts import read_artifacts
     manifest, artifacts = read_artifacts(path)
-    where = manifest["_path"]
-    if manifest["kind"] == "build":
+    where = str(manifest.path)
+    if manifest.kind == "build":
         target, artifacts = _one_target(artifacts, target, where)
     elif target is not None:
         raise EdgeresError(f"{where} is an export: --target applies to a build directory (build.json)")
@@ -199,10 +198,9 @@ def load_source(path: str | os.PathLike, target: str | None = None, threads: int
     stages = sorted((Stage(a, threads) for a in artifacts), key=lambda st: st.resolution)
     if len(stages) < 2:
         raise EdgeresError(f"{where} has {len(stages)} graph(s): a cascade needs at least two resolutions")
-    norm = require(manifest, "normalization", dict, where)
-    return Source(Path(where), target if manifest["kind"] == "build" else None, tuple(stages), tuple(norm["mean"]),
-                  tuple(norm["std"]), float(require(manifest, "eval_crop_ratio", (int, float), where)),
-                  str(manifest.get("data") or ""))
+    pre = manifest.preprocessing
+    return Source(manifest.path, target if manifest.kind == "build" else None, tuple(stages), pre.mean, pre.std,
+                  pre.crop_ratio, manifest.data)
 
 
 def _one_target(artifacts: list, target: str | None, where: str) -> tuple[str, list]:
@@ -258,10 +256,9 @@ class CascadeRunner:
     @classmethod
     def from_cascade_json(cls, path: str | os.PathLike, threads: int | None = None) -> "CascadeRunner":
         """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json."""
-        from edgeres._io import read_json
-        data = read_json(path, "cascade result")
-        return cls.from_manifest(data["source"]["path"], data["thresholds"], data["confidence"],
-                                 data["source"]["target"], threads)
+        from edgeres.manifests.choose import read_cascade
+        saved = read_cascade(path)
+        return cls.from_manifest(saved.source, saved.thresholds, saved.confidence, saved.target, threads)
 
     def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
         from edgeres.data import eval_image, normalize
@@ -324,8 +321,7 @@ class CascadeReport:
 
     def to_json(self) -> dict[str, Any]:
         src = self.source
-        return {"kind": "cascade", "format_version": 1,
-                "source": {"path": str(src.path), "target": src.target},
+        return {"source": {"path": str(src.path), "target": src.target},
                 "stages": [{"resolution": s.resolution, "file": str(s.path), "macs": s.macs} for s in src.stages],
                 "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
@@ -360,7 +356,7 @@ def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_dro
     rows = _measure(runner, report_set, report_idx, seed)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows)
     if out is not None:
-        write_json(Path(out) / CASCADE_FILE, report.to_json())
+        write_cascade(Path(out) / CASCADE_FILE, report.to_json())
     return report
 
 

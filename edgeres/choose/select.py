@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from edgeres._io import write_json, write_text
+from edgeres._io import write_text
+from edgeres.manifests.choose import write_select
 from edgeres.choose.pareto import pareto_front
 from edgeres.errors import EdgeresError
 
@@ -53,7 +54,7 @@ class Selection:
 
     def to_json(self) -> dict[str, Any]:
         front = {id(d) for d in self.front}
-        return {"kind": "select", "format_version": 1, "statistic": self.statistic, "budgets": self.budgets,
+        return {"statistic": self.statistic, "budgets": self.budgets,
                 "chosen": _deployment_json(self.chosen, True) if self.chosen else None,
                 "front": [_deployment_json(d, True) for d in self.front],
                 "candidates": [_deployment_json(d, id(d) in front) for d in self.candidates],
@@ -71,7 +72,7 @@ class Selection:
 
     def write(self, json_path: str | os.PathLike | None = None, markdown_path: str | os.PathLike | None = None):
         if json_path:
-            write_json(json_path, self.to_json())
+            write_select(json_path, self.to_json())
         if markdown_path:
             write_text(markdown_path, self.to_markdown())
 

@@ -18,7 +18,8 @@ from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.export.checks import ABS_TOL, REL_TOL, Rule
 from edgeres.export.folded import export_resolution
 from edgeres.export.source import ExportSettings, Source
-from edgeres.manifests._base import read_manifest, write_manifest
+from edgeres.manifests._base import read_manifest
+from edgeres.manifests.export import write_export
 from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: S
         if switchable:
             from edgeres.export.switchable import export_switchable
             extra = export_switchable(src, tmp, settings, graphs)
-        write_manifest(tmp / "export.json", "export", _manifest_body(src, settings, graphs, extra))
+        write_export(tmp / "export.json", _manifest_body(src, settings, graphs, extra))
         _carry_over(out, tmp)
     return read_manifest(out, "export")
 
@@ -121,7 +122,7 @@ def _link_or_copy(src, dst) -> None:
 def _manifest_body(src: Source, settings: ExportSettings, graphs: list, switchable: dict | None) -> dict:
     info = src.info
     return {"checkpoint": {"path": str(src.path), "sha256": src.sha256, "arch": info.arch.to_json(),
-                           "resolutions": list(info.resolutions)},
+                           "resolutions": list(info.resolutions), "metrics": info.metrics},
             "data": info.data, "verify_data": src.images.info.name, "classes": list(info.classes),
             "normalization": {"mean": list(info.mean), "std": list(info.std)},
             "eval_crop_ratio": info.eval_crop_ratio, "quant": info.arch.quant, "opset": settings.opset,

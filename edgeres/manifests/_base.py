@@ -17,6 +17,7 @@ build.json       export{path,sha256}, data, classes, normalization{mean,std}, ev
 bench.json       machine{...}, rows[{target, resolution, batch, backend, samples_ms[...], stats{p50,p90,p99,mean,std},
                  throughput, macs, ...}]
 """
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from edgeres import __version__
 from edgeres._io import read_json, write_json
 from edgeres.errors import EdgeresError
 
-FORMAT_VERSIONS = {"checkpoint": 1, "export": 1, "build": 1, "bench": 1}
-FILE_NAMES = {"checkpoint": "checkpoint.json", "export": "export.json", "build": "build.json", "bench": "bench.json"}
+FORMAT_VERSIONS = {"checkpoint": 1, "export": 1, "build": 2, "bench": 1, "cascade": 1, "select": 1}
+FILE_NAMES = {kind: f"{kind}.json" for kind in FORMAT_VERSIONS}
 
 
 def write_manifest(path: str | os.PathLike, kind: str, body: dict[str, Any]) -> Path:
@@ -42,7 +43,8 @@ def read_manifest(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     data = read_json(path, f"{kind} manifest")
     if not isinstance(data, dict) or data.get("kind") != kind:
         found = data.get("kind") if isinstance(data, dict) else type(data).__name__
-        raise EdgeresError(f"{path} is not a {kind} manifest (kind={found!r}): pass the output of the {kind} stage")
+        raise EdgeresError(f"{path} is not a {kind} manifest, so not a {kind}.json edgeres wrote (kind={found!r}): "
+                           f"pass the output of the {kind} stage")
     if data.get("format_version") != FORMAT_VERSIONS[kind]:
         raise EdgeresError(
             f"{path} has {kind} format_version {data.get('format_version')!r}, this edgeres reads "
@@ -59,3 +61,74 @@ def require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
         raise EdgeresError(f"{where}: field {key!r} has type {type(value).__name__}, expected {kind}")
     return value
+
+
+# ---------------------------------------------------------------- typed field readers (one-line errors)
+
+def text(data: dict[str, Any], key: str, where: str, default: Any = ...) -> str:
+    """A string field (or `default` when it is absent and a default is given)."""
+    if default is not ... and data.get(key) is None:
+        return default
+    return require(data, key, str, where)
+
+
+def number(data: dict[str, Any], key: str, where: str, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> float:
+    """A finite number within [low, high] (low excluded when `low_open`)."""
+    value = require(data, key, (int, float), where)
+    return check_number(value, f"{where}: field {key!r}", low, high, low_open)
+
+
+def check_number(value: Any, what: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EdgeresError(f"{what} is {value!r}, not a finite number: the manifest is damaged, regenerate it")
+    below = low is not None and (value <= low if low_open else value < low)
+    if below or (high is not None and value > high):
+        bounds = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise EdgeresError(f"{what} = {value} is outside {bounds}: the manifest is damaged, regenerate it")
+    return float(value)
+
+
+def integer(data: dict[str, Any], key: str, where: str, low: int | None = None, optional: bool = False) -> int | None:
+    """An integer field >= low (None when optional and absent/null)."""
+    if optional and data.get(key) is None:
+        return None
+    value = require(data, key, int, where)
+    if low is not None and value < low:
+        raise EdgeresError(f"{where}: field {key!r} = {value} is below {low}: the manifest is damaged, regenerate it")
+    return value
+
+
+def numbers(data: dict[str, Any], key: str, where: str, low: float | None = None, low_open: bool = False,
+            optional: bool = False) -> tuple[float, ...] | None:
+    """A non-empty list of finite numbers (None when optional and absent/null)."""
+    if optional and data.get(key) is None:
+        return None
+    values = require(data, key, list, where)
+    if not values:
+        raise EdgeresError(f"{where}: field {key!r} is empty: the manifest is damaged, regenerate it")
+    return tuple(check_number(v, f"{where}: field {key!r} item", low, None, low_open) for v in values)
+
+
+def texts(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """A list of strings."""
+    values = require(data, key, list, where)
+    if not all(isinstance(v, str) for v in values):
+        raise EdgeresError(f"{where}: field {key!r} must be a list of strings: the manifest is damaged, regenerate it")
+    return tuple(values)
+
+
+def table(data: dict[str, Any], key: str, where: str, optional: bool = False) -> dict[str, Any] | None:
+    """A JSON object field (None when optional and absent/null)."""
+    if optional and data.get(key) is None:
+        return None
+    return require(data, key, dict, where)
+
+
+def rows(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    """A list of JSON objects."""
+    values = require(data, key, list, where)
+    if not all(isinstance(v, dict) for v in values):
+        raise EdgeresError(f"{where}: every item of {key!r} must be an object: the manifest is damaged, regenerate it")
+    return values

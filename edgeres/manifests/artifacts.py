@@ -1,17 +1,19 @@
 """The one reader of deployable artifacts: rows of a build dir (build.json) or an export dir (export.json).
 
-Bench, eval of ONNX artifacts, cascade and select all read their inputs here. An export dir yields one row per
-graph under the target name `onnx-fp32` (the verified, BN-folded graph as exported, before any build step).
-Files are resolved inside the manifest's directory (`_io.contained`). Torch-free.
+Bench, eval, cascade and select all read their inputs here, through the typed readers of build.json and
+export.json; neither walks back further (build.json carries the checkpoint reference and its metrics). An export
+dir yields one row per graph under the target name `onnx-fp32` (the verified, BN-folded graph as exported,
+before any build step). Torch-free.
 """
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeres._io import contained, sha256_file
+from edgeres._io import sha256_file
 from edgeres.errors import EdgeresError
-from edgeres.manifests._base import read_manifest, require
+from edgeres.manifests.build import BuildManifest, read_build
+from edgeres.manifests.export import ExportManifest, read_export
 
 EXPORT_TARGET = "onnx-fp32"
 TORCH_TARGET = "torch-eager"
@@ -37,97 +39,71 @@ class Artifact:
                                                "precision", "accuracy", "checkpoint")}
 
 
+Manifest = BuildManifest | ExportManifest
+
+
 def read_inputs(directory: str | os.PathLike) -> tuple[dict[str, Any], list[Artifact]]:
     """(source description, artifacts) from a build dir or an export dir; one-line error otherwise."""
     manifest, artifacts = read_artifacts(directory)
-    return _source(manifest, manifest["kind"]), artifacts
+    return source_of(manifest), artifacts
 
 
-def read_artifacts(directory: str | os.PathLike) -> tuple[dict[str, Any], list[Artifact]]:
-    """(the manifest as read, its artifacts) from a build dir/build.json or an export dir/export.json."""
+def source_of(manifest: "Manifest") -> dict[str, Any]:
+    """What a bench report records about its input manifest."""
+    return {"kind": manifest.kind, "path": str(manifest.path), "sha256": sha256_file(manifest.path)}
+
+
+def read_manifest_of(directory: str | os.PathLike) -> Manifest:
+    """The typed build.json or export.json of a directory (or the file itself)."""
     directory = Path(directory)
     if (directory / "build.json").is_file() or directory.name == "build.json":
-        manifest = read_manifest(directory, "build")
-        return manifest, _from_build(manifest)
+        return read_build(directory)
     if (directory / "export.json").is_file() or directory.name == "export.json":
-        manifest = read_manifest(directory, "export")
-        return manifest, _from_export(manifest)
+        return read_export(directory)
     raise EdgeresError(f"{directory} has neither build.json nor export.json: pass the output directory of "
                        "`edgeres build` or `edgeres export`")
 
 
-def _source(manifest: dict, kind: str) -> dict[str, Any]:
-    path = Path(manifest["_path"])
-    return {"kind": kind, "path": str(path), "sha256": sha256_file(path)}
+def read_artifacts(directory: str | os.PathLike) -> tuple[Manifest, list[Artifact]]:
+    """(the typed manifest, its artifacts) from a build dir/build.json or an export dir/export.json."""
+    manifest = read_manifest_of(directory)
+    rows = _from_build(manifest) if manifest.kind == "build" else _from_export(manifest)
+    return manifest, rows
 
 
-def _from_build(manifest: dict) -> list[Artifact]:
-    where, base = manifest["_path"], Path(manifest["_path"]).parent
-    rows = []
-    for item in require(manifest, "artifacts", list, where):
-        file = str(contained(base, require(item, "file", str, where)))
-        rows.append(Artifact(target=require(item, "target", str, where),
-                             resolution=int(require(item, "resolution", int, where)),
-                             backend=str(item.get("backend", "ort")), file=file, macs=item.get("macs"),
-                             params=item.get("params"), precision=str(item.get("precision", "fp32")),
-                             accuracy=_accuracy(item.get("accuracy"), "build.json")))
-    return _with_checkpoint(rows, _checkpoint_of_build(manifest))
+def _from_build(manifest: BuildManifest) -> list[Artifact]:
+    checkpoint = manifest.checkpoint_dir()
+    return [Artifact(a.target, a.resolution, a.backend, str(a.file), a.macs, a.params, a.precision,
+                     _accuracy(a.accuracy, "build.json"), None if checkpoint is None else str(checkpoint))
+            for a in manifest.artifacts]
 
 
-def _from_export(manifest: dict) -> list[Artifact]:
-    where, base = manifest["_path"], Path(manifest["_path"]).parent
-    checkpoint = _checkpoint_dir(manifest)
-    metrics = _checkpoint_metrics(checkpoint)
-    rows = []
-    for graph in require(manifest, "graphs", list, where):
-        res = int(require(graph, "resolution", int, where))
-        rows.append(Artifact(target=EXPORT_TARGET, resolution=res, backend="ort",
-                             file=str(contained(base, require(graph, "file", str, where))), macs=graph.get("macs"),
-                             params=graph.get("params"), accuracy=metrics.get(res)))
-    return _with_checkpoint(rows, checkpoint)
+def _from_export(manifest: ExportManifest) -> list[Artifact]:
+    checkpoint = manifest.checkpoint_dir()
+    metrics = checkpoint_metrics(manifest.checkpoint)
+    return [Artifact(EXPORT_TARGET, g.resolution, "ort", str(g.file), g.macs, g.params,
+                     accuracy=metrics.get(g.resolution), checkpoint=None if checkpoint is None else str(checkpoint))
+            for g in manifest.graphs]
 
 
-def _accuracy(value: Any, source: str) -> dict | None:
-    if not isinstance(value, dict) or value.get("top1") is None:
+def _accuracy(value: dict | None, source: str) -> dict | None:
+    if not value or value.get("top1") is None:
         return None
     return {"top1": float(value["top1"]), "measured_with": value.get("measured_with", source)}
 
 
-def _checkpoint_dir(export: dict) -> str | None:
-    """The export's checkpoint directory (absolute, or relative to export.json), if it still exists."""
-    path = (export.get("checkpoint") or {}).get("path")
-    if not path:
-        return None
-    resolved = Path(path) if Path(path).is_absolute() else Path(export["_path"]).parent / path
-    return str(resolved) if (resolved / "checkpoint.json").is_file() else None
+def checkpoint_metrics(checkpoint: dict[str, Any]) -> dict[int, dict]:
+    """Top-1 per resolution that export.json/build.json carried from checkpoint.json (PyTorch-measured; the
+    graphs agree top-1 by export's checks). Malformed entries are skipped: they only label rows."""
+    metrics = checkpoint.get("metrics") if isinstance(checkpoint.get("metrics"), dict) else {}
+    out = {}
+    for res, m in metrics.items():
+        if str(res).isdigit() and isinstance(m, dict) and isinstance(m.get("top1"), (int, float)):
+            out[int(res)] = {"top1": float(m["top1"]), "measured_with": "checkpoint.json (PyTorch)"}
+    return out
 
 
-def _checkpoint_of_build(build: dict) -> str | None:
-    path = (build.get("export") or {}).get("path")
-    if not path:
-        return None
-    resolved = Path(path) if Path(path).is_absolute() else Path(build["_path"]).parent / path
-    try:
-        return _checkpoint_dir(read_manifest(resolved, "export"))
-    except EdgeresError:
-        return None  # the export dir moved: eager rows are then unavailable, ORT rows still work
-
-
-def _checkpoint_metrics(checkpoint: str | None) -> dict[int, dict]:
-    """Top-1 per resolution from checkpoint.json (PyTorch-measured; the graphs agree top-1 by export checks)."""
-    if checkpoint is None:
-        return {}
-    from edgeres.manifests.checkpoint import read_checkpoint_info  # torch-free
-    info = read_checkpoint_info(checkpoint)
-    return {int(r): {"top1": float(m["top1"]), "measured_with": "checkpoint.json (PyTorch)"}
-            for r, m in info.metrics.items() if isinstance(m, dict) and "top1" in m}
-
-
-def _with_checkpoint(rows: list[Artifact], checkpoint: str | None) -> list[Artifact]:
-    return [replace(r, checkpoint=checkpoint) for r in rows]
-
-
-def torch_rows(artifacts: list[Artifact]) -> list[Artifact]:
+def torch_rows(artifacts: list[Artifact], manifest: Manifest | None = None) -> list[Artifact]:
     """PyTorch eager rows (the RS-Net switched per resolution), one per resolution, with the checkpoint's own
     (PyTorch-measured) top-1, not a built artifact's."""
     checkpoints = {a.checkpoint for a in artifacts if a.checkpoint}
@@ -135,7 +111,7 @@ def torch_rows(artifacts: list[Artifact]) -> list[Artifact]:
         raise EdgeresError("the PyTorch eager backend needs the checkpoint the graphs came from, and the "
                            "manifest's checkpoint path does not exist here: drop --backend torch")
     checkpoint = sorted(checkpoints)[0]
-    metrics = _checkpoint_metrics(checkpoint)
+    metrics = checkpoint_metrics(manifest.checkpoint) if manifest is not None else {}
     by_res = {a.resolution: a for a in artifacts}
     return [Artifact(TORCH_TARGET, r, "torch", None, a.macs, a.params, "fp32", metrics.get(r), checkpoint)
             for r, a in sorted(by_res.items(), reverse=True)]
@@ -151,3 +127,7 @@ def select(artifacts: list[Artifact], targets=None, resolutions=None) -> list[Ar
                                f"{', '.join(map(str, sorted(have)))}")
     return [a for a in artifacts if (not targets or a.target in targets)
             and (not resolutions or a.resolution in resolutions)]
+
+
+__all__ = ["Artifact", "EXPORT_TARGET", "TORCH_TARGET", "read_artifacts", "read_inputs", "read_manifest_of",
+           "select", "source_of", "torch_rows"]

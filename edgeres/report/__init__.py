@@ -106,16 +106,13 @@ def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 def cascade_rows(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Flat rows (series, method, top1, mean_ms, mmacs, split) of cascade.json files."""
-    from edgeres._io import read_json
+    from edgeres.manifests.choose import read_cascade
     rows = []
     for path in paths:
-        data = read_json(path, "cascade result")
-        if not isinstance(data, dict) or data.get("kind") != "cascade":
-            raise EdgeresError(f"{path} is not a cascade.json from `edgeres cascade`")
-        stages = "/".join(str(s["resolution"]) for s in data["stages"])
-        series = f"run-time choice, {data['source']['target']} {stages} px"
+        saved = read_cascade(path)
+        series = f"run-time choice, {saved.target} {'/'.join(map(str, saved.resolutions))} px"
         rows += [{"series": series, "method": r["method"], "top1": r["top1"], "mean_ms": r["mean_latency_ms"],
-                  "mmacs": r["mean_macs"] / 1e6, "split": data["report_split"]} for r in data["rows"]]
+                  "mmacs": r["mean_macs"] / 1e6, "split": saved.report_split} for r in saved.rows]
     return rows
 
 
