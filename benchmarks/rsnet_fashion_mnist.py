@@ -79,7 +79,7 @@ def imported(work: Path) -> dict[str, dict]:
     import torch
 
     from edgeres.models.checkpoint import load_checkpoint
-    from edgeres.train.importer import import_model
+    from edgeres.importer import import_model
     model, _, _ = load_checkpoint(work / "individual-28")
     plain = {k.replace(".bn.28.", "."): v for k, v in model.state_dict().items()}
     torch.save(plain, work / "i28-plain.pt")

@@ -40,7 +40,7 @@ def command(arch, weights, res, data, out, num_classes, in_channels, width_mult,
           --data fashion-mnist-mini --res 28,20,12 --out runs/imp --finetune-epochs 2
       edgeres import ... --no-recalibrate --out runs/naive     # the copy-and-run baseline, to compare
     """
-    from edgeres.train.importer import import_model
+    from edgeres.importer import import_model
 
     options = {"lr": finetune_lr, "warmup_epochs": 0.0, "val_limit": val_limit}
     result = import_model(arch, weights, res, out, data=data or "fashion-mnist-mini", num_classes=num_classes,

@@ -122,10 +122,3 @@ def _write_summary(out: Path, runs: dict[int, Path], main: bool) -> Path:
         write_json(out / "summary.json", {"mode": "individual", "models": rows})
     return out
 
-
-def __getattr__(name: str):
-    """`edgeres.train.import_model` without importing torch when only `train` is wanted (PEP 562)."""
-    if name == "import_model":
-        from edgeres.train.importer import import_model
-        return import_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
