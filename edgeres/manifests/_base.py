@@ -59,7 +59,9 @@ def require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where
         raise EdgeresError(f"{where}: field {key!r} is missing: the manifest is damaged, regenerate it")
     value = data[key]
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise EdgeresError(f"{where}: field {key!r} has type {type(value).__name__}, expected {kind}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise EdgeresError(f"{where}: field {key!r} has type {type(value).__name__}, expected {names}: the manifest is "
+                           "damaged, regenerate it")
     return value
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgeres._io import write_text
-from edgeres.manifests._base import read_manifest, require, write_manifest
+from edgeres.manifests._base import integer, number, read_manifest, rows, table, text, write_manifest
 
 CSV_COLUMNS = ("target", "resolution", "batch", "backend", "provider", "precision", "p50_ms", "p90_ms", "p99_ms",
                "mean_ms", "std_ms", "min_ms", "median_of_medians_ms", "count", "img_per_s", "macs", "gflops_per_s",
@@ -27,10 +27,11 @@ def read_bench(path: str | os.PathLike) -> dict[str, Any]:
     """A validated bench report (a bench.json file or a directory holding one)."""
     report = read_manifest(path, "bench")
     where = report["_path"]
-    for row in require(report, "rows", list, where):
-        for key, kind in (("target", str), ("resolution", int), ("batch", int), ("stats", dict)):
-            require(row, key, kind, f"{where} row")
-        require(row["stats"], "p50", (int, float), f"{where} row stats")
+    for row in rows(report, "rows", where):
+        text(row, "target", f"{where} row")
+        integer(row, "resolution", f"{where} row", 1)
+        integer(row, "batch", f"{where} row", 1)
+        number(table(row, "stats", f"{where} row"), "p50", f"{where} row stats", 0.0)
     return report
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from edgeres.arch import ArchSpec
 from edgeres.errors import EdgeresError
-from edgeres.manifests._base import read_manifest, require
+from edgeres.manifests._base import numbers, read_manifest, require, table, text, texts
+from edgeres.manifests.preprocessing import Preprocessing
 from edgeres.resolutions import parse_resolutions
 
 WEIGHTS_FILE = "model.safetensors"
@@ -40,15 +41,14 @@ class CheckpointInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str) -> "CheckpointInfo":
-        norm = require(data, "normalization", dict, where)
-        weights = data.get("ensemble_weights")
+        pre = Preprocessing.from_manifest(data, where)
         info = cls(arch=ArchSpec.from_json(require(data, "arch", dict, where)),
                    resolutions=parse_resolutions(require(data, "resolutions", list, where)),
-                   mean=tuple(require(norm, "mean", list, where)), std=tuple(require(norm, "std", list, where)),
-                   eval_crop_ratio=float(require(data, "eval_crop_ratio", (int, float), where)),
-                   data=str(data.get("data", "")), classes=tuple(data.get("classes") or ()),
-                   ensemble_weights=None if weights is None else tuple(float(w) for w in weights),
-                   metrics=dict(data.get("metrics") or {}), training=dict(data.get("training") or {}))
+                   mean=pre.mean, std=pre.std, eval_crop_ratio=pre.crop_ratio, data=text(data, "data", where, ""),
+                   classes=texts(data, "classes", where) if data.get("classes") is not None else (),
+                   ensemble_weights=numbers(data, "ensemble_weights", where, 0.0, optional=True),
+                   metrics=table(data, "metrics", where, optional=True) or {},
+                   training=table(data, "training", where, optional=True) or {})
         if len(info.mean) != info.arch.in_channels or len(info.std) != info.arch.in_channels:
             raise EdgeresError(f"{where}: normalization has {len(info.mean)} channels, the model "
                                f"{info.arch.in_channels}: the checkpoint is inconsistent")

@@ -34,7 +34,7 @@ def read_cascade(path: str | os.PathLike) -> CascadeManifest:
     where = data["_path"]
     source = table(data, "source", where)
     raw_path = text(source, "path", f"{where} source")
-    resolved = Path(raw_path) if Path(raw_path).is_absolute() else Path(where).parent / raw_path
+    resolved = (Path(raw_path) if Path(raw_path).is_absolute() else Path(where).parent / raw_path).resolve()
     target = source.get("target")
     if target is not None and not isinstance(target, str):
         raise EdgeresError(f"{where}: source target must be a name or null: regenerate cascade.json")
@@ -67,3 +67,24 @@ def write_cascade(path: str | os.PathLike, body: dict[str, Any]) -> Path:
 
 def write_select(path: str | os.PathLike, body: dict[str, Any]) -> Path:
     return write_manifest(path, "select", body)
+
+
+def read_select(path: str | os.PathLike) -> dict[str, Any]:
+    """select.json (or a directory holding it), validated: the chosen deployment and the Pareto front."""
+    data = read_manifest(path, "select")
+    where = data["_path"]
+    text(data, "statistic", where)
+    for name, budget in table(data, "budgets", where).items():
+        check_number(budget, f"{where}: budget {name}", 0.0, low_open=True)
+    chosen = table(data, "chosen", where, optional=True)
+    for row in ([chosen] if chosen else []) + rows(data, "front", where) + rows(data, "candidates", where):
+        _deployment(row, f"{where} deployment")
+    return data
+
+
+def _deployment(row: dict[str, Any], where: str) -> None:
+    text(row, "target", where)
+    integer(row, "resolution", where, 1)
+    number(row, "latency_ms", where, 0.0)
+    if row.get("top1") is not None:
+        number(row, "top1", where, 0.0, 100.0)
