@@ -92,4 +92,4 @@ def _cascade(config: DemoConfig, paths: dict[str, Path]) -> None:
 
 def _report(config: DemoConfig, paths: dict[str, Path]) -> None:
     from edgeres.report import report
-    report([paths["bench"] / "bench.json"], paths["report"], [paths["cascade"] / "cascade.json"])
+    report([paths["bench"] / "bench.json"], paths["report"], cascades=[paths["cascade"] / "cascade.json"])

@@ -59,7 +59,7 @@ def torch_scorer(model, res: int, allow_nearest: bool = False, device: str = "cp
     return TorchRunner(model, res, allow_nearest=allow_nearest, device=device).infer
 
 
-def evaluate(checkpoint: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
+def evaluate(checkpoint: str | os.PathLike, *, data: str | None = None, resolutions: Sequence[int] | str | None = None,
              split: str = "val", batch_size: int = 64, limit: int | None = None,
              allow_nearest: bool = False) -> dict[int, Accuracy]:
     """Top-1/top-5 of a checkpoint at each resolution (default: its trained ones) on `data` (default: its own)."""
@@ -93,9 +93,9 @@ def is_onnx_source(path: str | os.PathLike) -> bool:
     return not (path / "checkpoint.json").exists() and any((path / n).exists() for n in ("build.json", "export.json"))
 
 
-def evaluate_onnx(path: str | os.PathLike, data: str | None = None, resolutions: Sequence[int] | str | None = None,
-                  split: str = "val", batch_size: int = 64, limit: int | None = None, *,
-                  targets: Sequence[str] | None = None) -> dict[str, Accuracy]:
+def evaluate_onnx(path: str | os.PathLike, *, data: str | None = None,
+                  resolutions: Sequence[int] | str | None = None, split: str = "val", batch_size: int = 64,
+                  limit: int | None = None, targets: Sequence[str] | None = None) -> dict[str, Accuracy]:
     """Top-1/top-5 of every artifact a build/export manifest lists (or of one .onnx), each on its own runner.
 
     Keys are "<target>@<resolution>" ("onnx-fp32@<resolution>" for exported graphs). TensorRT engines run only

@@ -84,13 +84,13 @@ def test_report_adds_the_cascade_rows(tmp_path):
                "stages": [{"resolution": 64}, {"resolution": 112}], "report_split": "val[5:10]", "rows": rows,
                "thresholds": [0.9], "confidence": "max-softmax", "max_drop": 0.5}
     (tmp_path / "cascade.json").write_text(json.dumps(cascade))
-    paths = report([tmp_path / "b" / "bench.json"], tmp_path / "rep", [tmp_path / "cascade.json"])
+    paths = report([tmp_path / "b" / "bench.json"], tmp_path / "rep", cascades=[tmp_path / "cascade.json"])
     markdown = paths["markdown"].read_text()
     assert "| run-time choice, ort-fp32 64/112 px | cascade | 79.60 | 5.000 | 1.000 | val[5:10] |" in markdown
     assert paths["accuracy_png"].stat().st_size > 500
     (tmp_path / "cascade.json").write_text(json.dumps({"kind": "bench"}))
     with pytest.raises(EdgeresError, match="not a cascade.json"):
-        report([tmp_path / "b" / "bench.json"], tmp_path / "rep", [tmp_path / "cascade.json"])
+        report([tmp_path / "b" / "bench.json"], tmp_path / "rep", cascades=[tmp_path / "cascade.json"])
 
 
 def test_pareto_front():

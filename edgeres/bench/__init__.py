@@ -25,7 +25,7 @@ BACKENDS = ("ort", "torch", "trt")
 __all__ = ["BACKENDS", "DEVICES", "EXPORT_TARGET", "TORCH_TARGET", "GateResult", "bench", "compare", "gate"]
 
 
-def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequence[str] | None = None,
+def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequence[str] | None = None,
           resolutions: Sequence[int] | None = None, batch_sizes: Sequence[int] = (1,), threads: int | None = None,
           min_runs: int = 20, min_time_s: float = 1.0, warmup: int = 10, backends: Sequence[str] | None = None,
           out: str | os.PathLike | None = None, processes: int = 1, gemm_size: int = 256,
@@ -53,7 +53,7 @@ def bench(manifest_dir: str | os.PathLike, device: str = "cpu", targets: Sequenc
     return report
 
 
-def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, statistic: str = "p50",
+def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, *, statistic: str = "p50",
          max_regression: float = 10.0, normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
     """Compare two bench reports (paths to bench.json or report dicts); see `edgeres.bench.gate.compare`."""
     from edgeres.manifests.bench import read_bench

@@ -24,6 +24,7 @@ import numpy as np
 from edgeres._io import read_json, write_json, write_text
 from edgeres.build.targets import CalibSettings, GraphEntry
 from edgeres.data import ImageSet, eval_batches, open_images
+from edgeres.defaults import feed_batch
 from edgeres.errors import EdgeresError
 from edgeres.manifests.export import ExportManifest
 
@@ -106,7 +107,7 @@ def selection_fingerprint(images: ImageSet, n: int) -> str:
 def calibration_batches(images: ImageSet, graph: GraphEntry, export: ExportManifest, n: int) -> Iterator[np.ndarray]:
     """N,C,R,R float32 batches (the graph's batch size, 1 for a static 1x3xRxR graph) at the graph's resolution."""
     pre = export.preprocessing
-    batch = graph.input_shape[0] if isinstance(graph.input_shape[0], int) else 32
+    batch = feed_batch(graph.input_shape)
     idx = selection_indices(len(images), n)
     if len(idx) > batch:  # a static batch cannot take a short tail
         idx = idx[:len(idx) // batch * batch]

@@ -1,16 +1,13 @@
 """Top-1/top-5 of built artifacts on the eval data, with the same preprocessing as every other stage."""
 from edgeres.build.targets import GraphEntry
 from edgeres.data import ImageSet
+from edgeres.defaults import feed_batch
 from edgeres.evaluate import Scorer, evaluate_scorers
 from edgeres.manifests.export import ExportManifest
 
-DYNAMIC_BATCH = 64  # batch for graphs exported with a dynamic batch axis
-
-
 def graph_batch(graph: GraphEntry) -> int:
-    """The batch a graph accepts: its static first dimension (1 for 1x3xRxR), else DYNAMIC_BATCH."""
-    first = graph.input_shape[0] if graph.input_shape else None
-    return first if isinstance(first, int) and first > 0 else DYNAMIC_BATCH
+    """The batch a graph accepts (edgeres.defaults.feed_batch)."""
+    return feed_batch(graph.input_shape)
 
 
 def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: ExportManifest, limit: int | None,

@@ -330,7 +330,7 @@ class CascadeReport:
                 "rows": [{**r.__dict__, "stage_share": list(r.stage_share)} for r in self.rows]}
 
 
-def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_drop: float = 0.5,
+def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_drop: float = 0.5,
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
                      out: str | os.PathLike | None = None) -> CascadeReport:

@@ -77,7 +77,7 @@ class Selection:
             write_text(markdown_path, self.to_markdown())
 
 
-def select(bench_reports: Sequence[str | os.PathLike | dict], accuracy_sources: Iterable[str | os.PathLike] = (),
+def select(bench_reports: Sequence[str | os.PathLike | dict], accuracy_sources: Iterable[str | os.PathLike] = (), *,
            budget_ms: float | None = None, budget_mflops: float | None = None, statistic: str = "p50",
            budget_mmacs: float | None = None) -> Selection:
     """The Pareto front of batch-1 rows of `bench_reports` and, under the budgets given, the most accurate.

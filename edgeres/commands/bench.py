@@ -2,8 +2,8 @@
 import click
 
 from edgeres.options import out_option, res_option
+from edgeres.runtimes.stats import STATISTICS
 
-STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians")  # = edgeres.runtimes.stats.STATISTICS
 
 
 def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
@@ -33,7 +33,7 @@ def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
 @out_option(required=False, help_text="Where bench.json/bench.csv go (default: DIRECTORY/bench).")
 @click.option("--baseline", type=click.Path(exists=True), default=None, help="Gate against this bench.json.")
 @click.option("--max-regression", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Percent.")
-@click.option("--statistic", type=click.Choice(STATS), default="p50", show_default=True)
+@click.option("--statistic", type=click.Choice(STATISTICS), default="p50", show_default=True)
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
 def command(directory, device, targets, res, batch, backends, threads, min_runs, min_time, warmup, processes, out,
@@ -59,13 +59,16 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     from edgeres.resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
-    report = bench(directory, device, targets or None, parse_resolutions(res) if res else None, _ints(batch, "--batch"), threads,
-                   min_runs, min_time, warmup, backends or None, out, processes)
+    report = bench(directory, device=device, targets=targets or None,
+                   resolutions=parse_resolutions(res) if res else None, batch_sizes=_ints(batch, "--batch"),
+                   threads=threads, min_runs=min_runs, min_time_s=min_time, warmup=warmup, backends=backends or None,
+                   out=out, processes=processes)
     print_bench_table(report)
     click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
                f"--out {out.parent / 'report'}")
     if baseline:
-        result = gate(baseline, report, statistic, max_regression, normalize, fail_on_missing)
+        result = gate(baseline, report, statistic=statistic, max_regression=max_regression, normalize=normalize,
+                      fail_on_missing=fail_on_missing)
         _print_gate(result)
         if not result.passed:
             raise EdgeresError(result.summary())

@@ -43,7 +43,8 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, th
 
     path = Path(source)
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
-    report = evaluate_cascade(source, data, max_drop, confidence, target, tune_on, seed, limit, threads, out)
+    report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
+                              tune_on=tune_on, seed=seed, limit=limit, threads=threads, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)

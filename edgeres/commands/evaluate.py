@@ -34,9 +34,11 @@ def command(checkpoint, data, res, split, limit, batch_size, nearest, targets, j
     from edgeres.report.tables import print_accuracy_table
 
     if is_onnx_source(checkpoint):
-        results = evaluate_onnx(checkpoint, data, res, split, batch_size, limit, targets=targets or None)
+        results = evaluate_onnx(checkpoint, data=data, resolutions=res, split=split, batch_size=batch_size,
+                                limit=limit, targets=targets or None)
     else:
-        results = evaluate(checkpoint, data, res, split, batch_size, limit, nearest)
+        results = evaluate(checkpoint, data=data, resolutions=res, split=split, batch_size=batch_size, limit=limit,
+                           allow_nearest=nearest)
     print_accuracy_table(results, title=f"{checkpoint} ({split})")
     if json_path:
         write_json(json_path, {str(r): a.to_json() for r, a in results.items()})

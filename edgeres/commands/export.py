@@ -1,6 +1,8 @@
 """`edgeres export`: one verified ONNX graph per resolution (BNs folded), optionally one switchable graph."""
 import click
 
+from edgeres.defaults import DEFAULT_OPSET
+
 from edgeres.options import data_option, out_option, res_option
 
 
@@ -9,7 +11,7 @@ from edgeres.options import data_option, out_option, res_option
 @res_option(help_text="Resolutions to export (default: the trained ones). One between two trained resolutions "
                       "gets interpolated BNs.")
 @out_option(help_text="Output directory (new, empty, or a previous export, which is replaced atomically).")
-@click.option("--opset", type=int, default=17, show_default=True,
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
               help="ONNX opset, 13..20: 17 for TensorRT 8.5+ (JetPack 5/6), 13 for TensorRT 8.2 (JetPack 4.6).")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension (default: static batch 1).")
 @click.option("--switchable", is_flag=True,
@@ -36,7 +38,8 @@ def command(checkpoint, res, out, opset, dynamic_batch, switchable, nearest, ver
     """
     from edgeres.export import export
 
-    manifest = export(checkpoint, out, res, opset, dynamic_batch, switchable, nearest, verify_images, data)
+    manifest = export(checkpoint, out, res, opset=opset, dynamic_batch=dynamic_batch, switchable=switchable,
+                      allow_nearest=nearest, verify_images=verify_images, data=data)
     _print_summary(manifest, out)
 
 

@@ -22,7 +22,7 @@ def command(inputs, out, cascades) -> None:
     """
     from edgeres.report import report
 
-    paths = report(inputs, out, cascades)
+    paths = report(inputs, out, cascades=cascades)
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
     click.echo(f"open {paths['markdown']}; to pick a deployment under a budget: edgeres select {' '.join(inputs)}")

@@ -37,7 +37,8 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
     """
     from edgeres.choose.select import select
 
-    selection = select(bench_reports, builds, budget_ms, budget_mflops, statistic, budget_mmacs)
+    selection = select(bench_reports, builds, budget_ms=budget_ms, budget_mflops=budget_mflops, statistic=statistic,
+                       budget_mmacs=budget_mmacs)
     _print(selection)
     selection.write(json_path, markdown_path)
     if json_path or markdown_path:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from edgeres import _optional
 from edgeres._io import atomic_path, read_json
+from edgeres.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.export.checks import ABS_TOL, REL_TOL, Rule
 from edgeres.export.folded import export_resolution
@@ -24,12 +25,11 @@ from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger(__name__)
 
-MIN_OPSET, MAX_OPSET = 13, 20  # 13: per-axis Q/DQ for the build stage; 20: the TorchScript exporter's maximum
 MACS_CONVENTION = "multiply-accumulates of conv and matmul layers (RS-Nets' 'FLOPs (Multiply-Adds)')"
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: Sequence[int] | str | None = None,
-           opset: int = 17, dynamic_batch: bool = False, switchable: bool = False, allow_nearest: bool = False,
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: Sequence[int] | str | None = None, *,
+           opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, switchable: bool = False, allow_nearest: bool = False,
            verify_images: int = 64, data: str | None = None) -> dict[str, Any]:
     """Export `checkpoint` to `out` (a new or previous export directory); returns the export.json manifest.
 

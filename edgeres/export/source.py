@@ -6,12 +6,13 @@ from typing import Any
 import numpy as np
 
 from edgeres import __version__
+from edgeres.defaults import DEFAULT_OPSET
 from edgeres.export.checks import FLOAT_RULE, STEP_RULE, Rule
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    opset: int = 17  # TensorRT 8.5+ (JetPack 5) parses opset 17 (FACTS: onnx-tensorrt operator history)
+    opset: int = DEFAULT_OPSET  # see edgeres.defaults
     dynamic_batch: bool = False
     allow_nearest: bool = False
     verify_images: int = 64  # real images per resolution compared between PyTorch and ONNX Runtime

@@ -84,7 +84,7 @@ def accuracy_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         cost=lambda r: r["p50_ms"], value=lambda r: r["top1"])
 
 
-def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
            cascades: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
     """Write report.md, results.csv, latency_vs_macs.{png,svg} and, when accuracy is known,
     accuracy_vs_latency.{png,svg} into `out`; returns the written paths by name.

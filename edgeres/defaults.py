@@ -1,0 +1,15 @@
+"""Defaults that several stages share, each set once with its reason."""
+
+# ONNX opset of exported graphs: TensorRT 8.5+ (JetPack 5/6) parses 17; 13 is the floor for per-axis Q/DQ
+# (the build stage) and keeps TensorRT 8.2 (JetPack 4.6); 20 is the TorchScript exporter's maximum.
+DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 20
+
+# Batch used to feed a graph exported with a dynamic batch axis, wherever a stage feeds many images (build
+# accuracy, calibration, low-bit checks). Static graphs are fed in their own batch.
+DYNAMIC_BATCH = 64
+
+
+def feed_batch(input_shape) -> int:
+    """The batch a graph accepts: its static first dimension (1 for 1xCxRxR), else DYNAMIC_BATCH."""
+    first = input_shape[0] if input_shape else None
+    return first if isinstance(first, int) and first > 0 else DYNAMIC_BATCH
