@@ -1,16 +1,16 @@
-"""Confidence cascade over the per-resolution graphs of one RS-Net (torch-free, ONNX Runtime on CPU).
+"""Confidence cascade over the per-resolution artifacts of one RS-Net (torch-free, any backend).
 
 The RS-Nets thesis picks a resolution at random per image and asks for "a more refined method for selecting
 the scale". Here every image starts at the lowest resolution and moves to the next higher one only when the
 prediction's confidence is below that stage's threshold; the last stage always answers. Stages are ordered
 **low -> high** resolution (the reverse of the manifests' high -> low), so stage 0 is the cheapest.
 
-Maths (confidence, stop stage, MACs accounting, threshold search) are pure numpy functions over logits; the
-runner (`CascadeRunner`) and the measured comparison (`evaluate_cascade`) sit on top of them.
+Maths (confidence, stop stage, MACs accounting, threshold search) are pure numpy functions over logits in
+`edgeres.choose.thresholds`; the runner (`CascadeRunner`) and the measured comparison (`evaluate_cascade`) sit
+on top of them.
 Backend-agnostic: each stage runs through `edgeres.runtimes.open_runner`, so a build's TensorRT target
 (`--target trt-fp16`) runs on the device it was built on, and ONNX Runtime targets anywhere.
 """
-import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,125 +20,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeres.manifests.choose import write_cascade
+from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachable as edgeres.choose.cascade.*
+    CONFIDENCES, Tuning, cascade_macs, confidence_fn, max_softmax, pick, random_stages, softmax, softmax_margin,
+    stop_stages, top1_pct, tune_thresholds)
 from edgeres.errors import EdgeresError
 from edgeres.runtimes.timing import timed_call
 
 CASCADE_FILE = "cascade.json"
 TUNE_SPLITS = ("val-half", "train")
-
-
-# ---------------------------------------------------------------- pure maths over logits
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of N,C logits (shifted by the row max so large logits do not overflow)."""
-    z = np.asarray(logits, np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def max_softmax(logits: np.ndarray) -> np.ndarray:
-    """N,C logits -> N confidences in (0, 1]: the top class's probability."""
-    return softmax(logits).max(axis=-1)
-
-
-def softmax_margin(logits: np.ndarray) -> np.ndarray:
-    """N,C logits -> N confidences in [0, 1): top-1 minus top-2 probability."""
-    top2 = np.sort(softmax(logits), axis=-1)[..., -2:]
-    return top2[..., 1] - top2[..., 0]
-
-
-CONFIDENCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"max-softmax": max_softmax, "margin": softmax_margin}
-
-
-def confidence_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    if name not in CONFIDENCES:
-        raise EdgeresError(f"unknown confidence {name!r}: choose one of {', '.join(CONFIDENCES)}")
-    return CONFIDENCES[name]
-
-
-def stop_stages(confidence: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """S,N confidences and S-1 thresholds -> N stage indices where each image stops.
-
-    An image stops at the first stage s < S-1 with confidence[s] >= thresholds[s], otherwise at S-1.
-    """
-    conf = np.asarray(confidence)
-    exits = conf[:-1] >= np.asarray(thresholds, np.float64)[:, None]
-    exits = np.vstack([exits, np.ones((1, conf.shape[1]), bool)])  # the last stage always answers
-    return exits.argmax(axis=0)
-
-
-def pick(per_stage: np.ndarray, stages: np.ndarray) -> np.ndarray:
-    """S,N values (e.g. predictions) and N stage indices -> the N values at those stages."""
-    return np.asarray(per_stage)[stages, np.arange(len(stages))]
-
-
-def cascade_macs(stops: np.ndarray, macs: Sequence[int]) -> np.ndarray:
-    """N stop stages -> N MACs: an image pays every stage it ran, 0..stop inclusive."""
-    return np.cumsum(np.asarray(macs, np.int64))[np.asarray(stops)]
-
-
-def top1_pct(predictions: np.ndarray, labels: np.ndarray) -> float:  # percent
-    return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
-
-
-def random_stages(n: int, stages: int, seed: int) -> np.ndarray:
-    """The thesis baseline: a uniformly random stage per image, reproducible from `seed`."""
-    return np.random.default_rng(seed).integers(0, stages, size=n)
-
-
-@dataclass(frozen=True)
-class Tuning:
-    thresholds: tuple[float, ...]  # S-1, exit at stage s when confidence >= thresholds[s]
-    top1: float  # percent, cascade on the tuning images
-    reference_top1: float  # percent, highest resolution alone on the tuning images
-    mean_macs: float  # per image
-
-
-def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, macs: Sequence[int],
-                    max_drop: float, grid: int = 100, combinations: int = 20_000) -> Tuning:
-    """Thresholds that minimise mean MACs while top-1 stays >= (highest-resolution top-1 - max_drop points).
-
-    confidence, predictions: S,N per stage (low -> high resolution); labels: N; macs: S per image.
-    Candidates per stage: +inf (never exit) and up to `grid` confidence quantiles. Accuracy is not monotone
-    in a threshold, so a one-step greedy stalls (it was up to 5x off the optimum on random cases); instead:
-    exhaustive search over every combination when there are at most `combinations` (S <= 3 at grid 100),
-    else over an evenly thinned grid, then coordinate descent on the full grid from the best point found.
-    """
-    conf, hits = np.asarray(confidence, np.float64), np.asarray(predictions) == np.asarray(labels)
-    floor = 100.0 * hits[-1].mean() - max_drop
-
-    def key(thresholds) -> tuple[float, float]:  # (mean MACs, -top1); inf when the drop is too large
-        stops = stop_stages(conf, thresholds)
-        top1 = 100.0 * pick(hits, stops).mean()
-        return (float(cascade_macs(stops, macs).mean()) if top1 >= floor - 1e-9 else np.inf, -top1)
-
-    cands = [_candidates(c, grid) for c in conf[:-1]]
-    per_stage = max(2, int(combinations ** (1.0 / max(1, len(cands)))))
-    coarse = [c[np.unique(np.linspace(0, len(c) - 1, min(per_stage, len(c))).round().astype(int))] for c in cands]
-    best = min(itertools.product(*coarse), key=key)  # all-inf (= highest alone) is among them and feasible
-    best = _coordinate_descent(tuple(best), cands, key)
-    cost, neg_top1 = key(best)
-    return Tuning(tuple(float(t) for t in best), -neg_top1, floor + max_drop, cost)
-
-
-def _candidates(conf: np.ndarray, grid: int) -> np.ndarray:
-    """Descending threshold candidates for one stage: +inf (never exit) then confidence quantiles."""
-    qs = np.unique(np.quantile(conf, np.linspace(0.0, 1.0, grid))) if len(conf) > grid else np.unique(conf)
-    return np.concatenate([[np.inf], qs[::-1]])
-
-
-def _coordinate_descent(best: tuple, cands: list, key) -> tuple:
-    """Try every candidate of one stage at a time, others fixed; repeat until nothing improves."""
-    best_key, improved = key(best), True
-    while improved:
-        improved = False
-        for s, values in enumerate(cands):
-            for v in values:
-                trial = best[:s] + (v,) + best[s + 1:]
-                trial_key = key(trial)
-                if trial_key < best_key:
-                    best, best_key, improved = trial, trial_key, True
-    return best
 
 
 # ---------------------------------------------------------------- stages from a manifest
