@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeres.build import lowbit
+from edgeres.build import lowbit, lowbit_graph
 from edgeres.errors import EdgeresError
 
 torch = pytest.importorskip("torch")
@@ -18,14 +18,14 @@ LEARNED_RTOL = 0.05  # learned ratios on a tiny untrained net: level errors ≤ 
 
 
 def test_int8_grid_and_packing_on_hand_worked_levels():
-    scale, codes, err = lowbit.int8_grid(np.array([[-0.9, -0.3, 0.3, 0.9], [0.0, 0.5, 1.0, 1.5],
+    scale, codes, err = lowbit_graph.int8_grid(np.array([[-0.9, -0.3, 0.3, 0.9], [0.0, 0.5, 1.0, 1.5],
                                                    [-1.0, -0.3001, 0.3001, 1.0]]))
     assert np.allclose(scale[:2], [0.3, 0.5]) and codes[:2].tolist() == [[-3, -1, 1, 3], [0, 1, 2, 3]]
     assert err[0] < 1e-12 and err[1] == 0.0
     assert codes[2].tolist() == [-10, -3, 3, 10] and err[2] < 1.0 / 254  # 3/10 beats 38/127
-    levels, index = lowbit.channel_levels(np.array([0.4, -0.2, 0.4, -0.4, 0.2000001]), 4)
+    levels, index = lowbit_graph.channel_levels(np.array([0.4, -0.2, 0.4, -0.4, 0.2000001]), 4)
     assert np.allclose(levels, [-0.4, -0.2, 0.2, 0.4]) and index.tolist() == [3, 1, 3, 0, 2]
-    assert lowbit.channel_levels(np.array([0.4, -0.2, 0.1, 0.3]), 4) is None  # 6 levels with negations
+    assert lowbit_graph.channel_levels(np.array([0.4, -0.2, 0.1, 0.3]), 4) is None  # 6 levels with negations
     index = np.random.default_rng(0).integers(0, 4, 37)
     packed = lowbit.pack_bits(index, 2)
     assert len(packed) == 10 and lowbit.unpack_bits(packed, 2, 37).tolist() == index.tolist()
