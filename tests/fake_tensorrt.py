@@ -18,6 +18,7 @@ edgeres gets wrong fails here:
 `trt.fail` (a set of method names) makes those methods fail on demand; `trt.log` records what was asked.
 """
 import enum
+import importlib.machinery
 import json
 import types
 
@@ -44,6 +45,7 @@ def make(version: str = "10.3.0", device: Device | None = None, log: list | None
     major = int(version.split(".")[0])
     max_opset, quantized, net_flags, builder_flags, extra = RELEASES[major]
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # importlib.util.find_spec probes (torch) work
     trt.__version__, trt.fail, trt.log = version, set(), log if log is not None else []
     trt.device = device or Device()
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", net_flags, start=0)

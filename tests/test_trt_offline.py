@@ -331,9 +331,12 @@ def test_only_the_runtime_deserialises_engines_or_touches_pycuda():
     assert users == ["edgeres/runtimes/trt.py"]
 
 
-def test_device_check_off_device_exits_with_one_line():
-    code = ("import runpy, sys; sys.modules['tensorrt'] = None; sys.argv = ['device_check.py']\n"
-            "runpy.run_path(%r, run_name='__main__')") % str(REPO / "benchmarks" / "device_check.py")
+@pytest.mark.parametrize("argv, hidden, expected", [
+    ([], "tensorrt", "device_check: needs TensorRT, pycuda and a CUDA device, but tensorrt is not importable"),
+    (["--torch-cuda"], "torch", "device_check --torch-cuda: needs torch with CUDA, but torch is not importable")])
+def test_device_check_off_device_exits_with_one_line(argv, hidden, expected):
+    code = ("import runpy, sys; sys.modules[%r] = None; sys.argv = ['device_check.py'] + %r\n"
+            "runpy.run_path(%r, run_name='__main__')") % (hidden, argv, str(REPO / "benchmarks" / "device_check.py"))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 1 and run.stdout == "" and run.stderr.count("\n") == 1, run.stderr
-    assert run.stderr.startswith("device_check: needs TensorRT") and "tensorrt is not importable" in run.stderr
+    assert run.stderr.startswith(expected)
