@@ -82,11 +82,11 @@ def test_no_import_cycles():
             elif w in on_stack:
                 low[v] = min(low[v], index[w])
         if low[v] == index[v]:
-            component = set()
-            while not component or component_top != v:
-                component_top = stack.pop()
-                on_stack.discard(component_top)
-                component.add(component_top)
+            component, top = set(), None
+            while top != v:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.add(top)
             if len(component) > 1:
                 cycles.append(sorted(component))
     for v in GRAPH:

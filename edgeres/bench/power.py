@@ -1,8 +1,12 @@
 """Jetson power: a pure tegrastats line parser, a background sampler, nvpmodel / jetson_clocks state.
 
 tegrastats prints rails as `NAME cur/avg` in mW: JetPack 4 (L4T 32) without a unit, JetPack 5/6 with `mW`
-on both numbers and a leading `MM-DD-YYYY HH:MM:SS` timestamp. The module total is VDD_IN (Xavier NX,
-Orin Nano/NX, AGX Xavier), POM_5V_IN (Nano/TX1) or VIN_SYS_5V0 (AGX Orin); `NC` is an unused channel.
+on both numbers and a leading `MM-DD-YYYY HH:MM:SS` timestamp, JetPack 7 as `cur/avg/peak` (jetson_stats'
+test_06_tegra_parse.py AGX Orin line). `NC` is an unused channel.
+Total (module) power follows jetson_stats (jtop/core/power.py total_power): the module-input rail VDD_IN (Xavier
+NX, Orin Nano/NX, AGX Xavier on JetPack 4) or POM_5V_IN (Nano/TX1) where present; otherwise (AGX Orin:
+VIN_SYS_5V0, VDD_GPU_SOC, ...; AGX Xavier on JetPack 5: SYS5V, GPU, CPU, SOC, ...) no single rail is the module
+and the total is the sum of all rails. `total_rule` says which rule gave the number; bench.json records it.
 Energy per inference = average total power over a cell's steady window x window length / images run.
 """
 import re
@@ -14,8 +18,9 @@ from dataclasses import dataclass, field
 
 from edgeres.errors import EdgeresError
 
-TOTAL_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "SYS5V")  # in order of preference
-_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")  # module-input rails, in order of preference
+SUM_RULE = "sum of all rails"
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/\d+(?:mW)?)?(?=\s|$)")
 _TEMP = re.compile(r"\b(\w+)@(-?\d+(?:\.\d+)?)C\b")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB\b")
 _CPU = re.compile(r"\bCPU \[([^\]]*)\]")
@@ -29,7 +34,7 @@ class TegraSample:
     """One tegrastats line. Power in mW, frequencies in MHz, temperatures in deg C, memory in MB."""
 
     rails_mw: dict[str, tuple[int, int]]  # name -> (current, running average since tegrastats started)
-    total_rail: str | None
+    total_rail: str | None  # the module-input rail, None when there is none (then the total sums all rails)
     temps_c: dict[str, float] = field(default_factory=dict)
     cpu: list[tuple[int, int] | None] = field(default_factory=list)  # per core (load %, MHz); None = off
     gpu_load_pct: int | None = None
@@ -41,8 +46,17 @@ class TegraSample:
 
     @property
     def total_mw(self) -> int | None:
-        """Current module input power in mW (None when no known total rail is present)."""
-        return self.rails_mw[self.total_rail][0] if self.total_rail else None
+        """Current module power in mW by `total_rule` (None when the line has no rails at all)."""
+        if self.total_rail:
+            return self.rails_mw[self.total_rail][0]
+        return sum(cur for cur, _ in self.rails_mw.values()) if self.rails_mw else None
+
+    @property
+    def total_rule(self) -> str | None:
+        """Which rule gave total_mw: the module-input rail's name, or SUM_RULE (+ the rails summed)."""
+        if self.total_rail or not self.rails_mw:
+            return self.total_rail
+        return f"{SUM_RULE} ({'+'.join(self.rails_mw)}): no module-input rail (VDD_IN/POM_5V_IN)"
 
 
 def parse_tegrastats(line: str) -> TegraSample:
@@ -159,10 +173,11 @@ def power_summary(samples: list[TegraSample], seconds: float, images: int) -> di
     totals = [s.total_mw for s in samples if s.total_mw is not None]
     if not totals:
         return {"avg_power_w": None, "energy_per_image_mj": None, "samples": len(samples),
-                "note": "no total-power rail in tegrastats output (try sudo)"}
+                "note": "no power rails in tegrastats output (try sudo)"}
     watts = sum(totals) / len(totals) / 1000.0
     return {"avg_power_w": round(watts, 4), "energy_per_image_mj": round(watts * seconds / images * 1000.0, 4),
-            "samples": len(totals), "rail": samples[0].total_rail, "window_s": round(seconds, 3)}
+            "samples": len(totals), "rail": samples[0].total_rail, "total_rule": samples[0].total_rule,
+            "window_s": round(seconds, 3)}
 
 
 def measure_power(cells, seconds: float = 3.0, interval_ms: int = 100, batch_of=None) -> dict[str, dict]:

@@ -24,6 +24,7 @@ from edgeres.build.targets import (
     target_names,
     with_prerequisites,
 )
+from edgeres.build.trt_rules import check_built
 from edgeres.data import open_images
 from edgeres.errors import EdgeresError
 from edgeres.evaluate import check_classes
@@ -102,6 +103,7 @@ def run_builder(target: Target, base: BuildContext, graph: GraphEntry) -> BuildO
     ctx = BuildContext(base.export, base.export_dir, base.out, target.name, base.calib, base.data, base.options,
                        base.built)
     artifact = resolve_builder(target)(ctx, graph)
+    check_built(target.name, artifact.file, base.options)  # graphs meant for TensorRT must pass its rules
     base.built[(target.name, graph.resolution)] = artifact
     return artifact
 

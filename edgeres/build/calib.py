@@ -8,8 +8,15 @@ belongs to the graphs it was measured on, so it sits next to the build that uses
 share one across builds). The file stores its key (graph sha256, method, data fingerprint, image count,
 resolution, ONNX Runtime version); a file whose key differs is refused with one line naming the
 difference and never reused silently (`edgeres build --recalibrate` deletes it first). Beside it goes a TensorRT-format
-calibration cache (`TRT-<ver>-EntropyCalibration2`, then `tensor: <hex of big-endian float32 scale>`,
-scale = max(|lo|, |hi|) / 127) for TensorRT <= 10 implicit INT8 users.
+calibration cache (`TRT-<version number>-EntropyCalibration2`, then `tensor: <hex of big-endian float32 scale>`,
+scale = max(|lo|, |hi|) / 127) for implicit-INT8 users (`trtexec --onnx=<exported graph> --int8 --calib=FILE`):
+- its header carries the version number of the TensorRT it is written for (NvInferVersion.h: 8.x/9.x
+  major*1000+minor*100+patch, so 8.5.2 -> 8502; 10.x major*10000+minor*100+patch, so 10.3.0 -> 100300): the
+  installed TensorRT when there is one (< 11), else 8.5.2 (JetPack 5.1). TensorRT 11 has no implicit INT8 and
+  reads no calibration cache; 10.x deprecates it (10.1) but still reads it.
+- its tensor names are those of the EXPORTED graph (the one a user builds the implicit-INT8 engine from, whose
+  ONNX tensor names are TensorRT's tensor names), not of ORT's pre-processed copy the ranges were measured on:
+  names the pre-processing introduced are dropped (in practice it only removes tensors, e.g. Identity outputs).
 """
 import contextlib
 import struct
@@ -30,7 +37,8 @@ from edgeres.manifests.export import ExportManifest
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = 1
-TRT_CACHE_VERSION = "8502"  # TensorRT 8.5.2 (JetPack 5.1): the newest JetPack still relying on implicit INT8
+TRT_CACHE_DEFAULT = "8.5.2"  # JetPack 5.1's TensorRT, when none is installed here (see module docstring)
+TRT_CACHE_VERSION = "8502"  # its header number
 TRT_CACHE_ALGO = "EntropyCalibration2"
 # ORT's entropy default (128 bins, 128 quantized bins) leaves exactly one candidate threshold, i.e. min/max;
 # 2048 bins / 128 quantized bins is the TensorRT entropy calibrator's setting (GTC 2017 S7310).
@@ -43,12 +51,14 @@ class Calibration:
     ranges: dict  # tensor name -> (lowest, highest) float, in the pre-processed graph's names
     path: Path  # the JSON cache file
     trt_cache: Path  # the TensorRT-format cache beside it
+    trt_header: str = ""  # its first line: which TensorRT version it is written for
 
     def to_json(self) -> dict:
         """The `calibration` block of build.json."""
         return {"method": self.key["method"], "images": self.key["images"], "data": self.key["data"],
                 "cache_key": {k: self.key[k] for k in ("graph_sha256", "method", "data", "images")},
-                "cache": str(self.path), "trt_cache": str(self.trt_cache)}
+                "cache": str(self.path), "trt_cache": str(self.trt_cache), "trt_cache_header": self.trt_header,
+                "trt_cache_names": "tensor names of the exported graph (build the implicit-INT8 engine from it)"}
 
 
 def calib_key(graph: GraphEntry, settings: CalibSettings, data_fingerprint: str) -> dict:
@@ -71,12 +81,49 @@ def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, expo
     key = calib_key(graph, settings, selection_fingerprint(images, settings.images))
     path = cache_file(cache_dir, graph, settings.method)
     if path.exists():
-        return Calibration(key, load_ranges(path, key), path, path.with_suffix(".trt-calib.cache"))
-    batches = calibration_batches(images, graph, export, settings.images)
-    ranges = ranges_from_batches(model_path, graph.input_name, batches, settings.method)
-    write_json(path, {"key": key, "ranges": {name: list(r) for name, r in ranges.items()}})
-    trt_cache = write_text(path.with_suffix(".trt-calib.cache"), trt_cache_text(ranges))
-    return Calibration(key, ranges, path, trt_cache)
+        ranges = load_ranges(path, key)
+    else:
+        batches = calibration_batches(images, graph, export, settings.images)
+        ranges = ranges_from_batches(model_path, graph.input_name, batches, settings.method)
+        write_json(path, {"key": key, "ranges": {name: list(r) for name, r in ranges.items()}})
+    trt_cache, header = write_trt_cache(path.with_suffix(".trt-calib.cache"), ranges, graph.file)
+    return Calibration(key, ranges, path, trt_cache, header)
+
+
+def write_trt_cache(path: Path, ranges: dict, exported: Path) -> tuple[Path, str]:
+    """The TensorRT-format cache for the installed (or default) TensorRT, in the exported graph's names."""
+    text = trt_cache_text(in_graph(ranges, exported), trt_version_number(trt_cache_version()))
+    return write_text(path, text), text.splitlines()[0]
+
+
+def trt_cache_version() -> str:
+    """The TensorRT the cache is written for: the installed one if it still reads caches (< 11), else 8.5.2."""
+    from edgeres._optional import available
+    if available("tensorrt"):
+        import tensorrt
+        if trt_version_number(tensorrt.__version__, strict=False):
+            return tensorrt.__version__
+    return TRT_CACHE_DEFAULT
+
+
+def trt_version_number(version: str, strict: bool = True) -> str:
+    """'8.5.2' -> '8502', '10.3.0' -> '100300' (NvInferVersion.h's NV_TENSORRT_VERSION); 11+ reads no cache:
+    an EdgeresError (or '' when not strict)."""
+    from edgeres.build.trt_rules import parse_version
+    major, minor, patch = parse_version(version)
+    if major >= 11 or major < 8:
+        if strict:
+            raise EdgeresError(f"TensorRT {version} reads no calibration cache (implicit INT8 is 8.x-10.x only)")
+        return ""
+    return str(major * (1000 if major < 10 else 10000) + minor * 100 + patch)
+
+
+def in_graph(ranges: dict, graph_file: Path) -> dict:
+    """The ranges of tensors that exist in `graph_file` (its inputs and node outputs)."""
+    import onnx
+    model = onnx.load(str(graph_file), load_external_data=False)
+    names = {i.name for i in model.graph.input} | {o for node in model.graph.node for o in node.output}
+    return {name: r for name, r in ranges.items() if name in names}
 
 
 def load_ranges(path: Path, key: dict) -> dict:

@@ -4,7 +4,10 @@ Both INT8 graphs come from ONE calibration per resolution (`calib.calibrate`, ca
 `quant_pre_process`ed export graph, and quantize Conv/Gemm/... with QDQ and symmetric per-channel S8 weights:
 - `ort-int8`: asymmetric U8 activations. Measured on our 2-core AVX-512 VNNI CPU (ORT 1.31, ResNet18 @224,
   batch 1): U8 act / S8 w 7.1 ms vs FP32 20.2 ms, while S8 activations ran 17.5 ms (shared FACTS.md).
-- `int8-qdq`: symmetric S8 activations and weights, which is what TensorRT's explicit quantization takes.
+- `int8-qdq`: symmetric S8 activations and weights, which is what TensorRT's explicit quantization takes, with
+  biases kept float: quantize_static's default QuantizeBias=True makes each bias an INT32 initializer behind a
+  DequantizeLinear, and TensorRT's dequantize layer takes only INT8 (8.5) or INT8/FP8/INT4 (10.x) (NvInfer.h
+  IDequantizeLayer; onnx-tensorrt docs/operators.md), so no TensorRT could parse the graph.
 """
 import logging
 import tempfile
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from edgeres._io import atomic_path
 from edgeres.build.calib import Calibration, calibrate, tensors_data
-from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target
+from edgeres.build.targets import BuildContext, BuildOutput, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 
 
@@ -34,23 +37,28 @@ def build_fp32(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
     return BuildOutput(path, get_target(ctx.target).precision)
 
 
+ORT_INT8_OPTIONS = {"ActivationSymmetric": False, "WeightSymmetric": True}  # INT32 biases: ORT's fast CPU kernels
+TRT_INT8_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}  # see docstring
+
+
 def build_ort_int8(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
-    return _int8(ctx, graph, activation="QUInt8", symmetric=False)
+    return _int8(ctx, graph, activation="QUInt8", options=ORT_INT8_OPTIONS)
 
 
 def build_int8_qdq(ctx: BuildContext, graph: GraphEntry) -> BuildOutput:
-    return _int8(ctx, graph, activation="QInt8", symmetric=True)
+    return _int8(ctx, graph, activation="QInt8", options=TRT_INT8_OPTIONS)
 
 
-def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, symmetric: bool) -> BuildOutput:
+def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, options: dict) -> BuildOutput:
     path = artifact_path(ctx, graph)
     with tempfile.TemporaryDirectory(prefix="edgeres-int8-") as tmp:
         pre = preprocess(graph.file, Path(tmp) / "pre.onnx")
         calibration = calibrate(pre, graph, ctx.calib, ctx.export, calib_dir(ctx))  # 2nd INT8 target: cache hit
         with atomic_path(path) as out:
-            quantize_qdq(pre, out, calibration, activation, symmetric, Path(tmp))
-    extra = {"activations": "U8 asymmetric" if not symmetric else "S8 symmetric",
-             "weights": "S8 symmetric per-channel"}
+            quantize_qdq(pre, out, calibration, activation, options, Path(tmp))
+    extra = {"activations": "S8 symmetric" if options["ActivationSymmetric"] else "U8 asymmetric",
+             "weights": "S8 symmetric per-channel",
+             "biases": "float" if options.get("QuantizeBias") is False else "INT32 (quantized)"}
     return BuildOutput(path, get_target(ctx.target).precision, calibration=calibration.to_json(), extra=extra)
 
 
@@ -71,7 +79,7 @@ def preprocess(src: Path, dest: Path) -> Path:
     return dest
 
 
-def quantize_qdq(pre: Path, out: Path, calibration: Calibration, activation: str, symmetric: bool,
+def quantize_qdq(pre: Path, out: Path, calibration: Calibration, activation: str, options: dict,
                  tmp: Path) -> None:
     """QDQ-quantize `pre` with cached ranges (handed to ORT through its own calibration-cache file)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static, save_tensors_data
@@ -82,4 +90,4 @@ def quantize_qdq(pre: Path, out: Path, calibration: Calibration, activation: str
     quantize_static(str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
                     calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache),
-                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                    extra_options=dict(options))

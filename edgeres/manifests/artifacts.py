@@ -6,7 +6,7 @@ dir yields one row per graph under the target name `onnx-fp32` (the verified, BN
 before any build step). Torch-free.
 """
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
