@@ -24,7 +24,8 @@ from edgeres.models.checkpoint import save_checkpoint
 from edgeres.train import distributed
 from edgeres.train.augment import MultiResolutionTrainSet
 from edgeres.train.losses import ensemble_weights, mred_terms
-from edgeres.train.setup import MultiResolutionNet, arch_spec, build_checked, data_label, load_init, split_data
+from edgeres.train.setup import (MultiResolutionNet, arch_spec, build_checked, data_label, load_init,
+                                 set_classifier_dropout, split_data)
 from edgeres.train.validate import EvalSet, measure
 
 log = logging.getLogger("edgeres.train")
@@ -48,7 +49,7 @@ def validate(config):
     """Every check that needs data or a model, before anything is trained or written; returns (data, spec)."""
     data = split_data(config.data, config.holdout, config.train_limit, config.val_limit)
     spec = arch_spec(config.arch, data.info, config.width_mult, config.small_input, config.quant)
-    net = build_checked(spec, config.res)
+    net = set_classifier_dropout(build_checked(spec, config.res), config.dropout)
     if config.init:
         load_init(net, config.init, spec, config.res)
     return data, spec, net
@@ -127,9 +128,13 @@ class _Trainer:
             logits, ens = self.ddp(views)
             terms = mred_terms(dict(zip(config.res, logits)), target, ens,
                                mode="rsnet" if config.mode == "rsnet" else "parallel", kd=config.kd,
-                               label_smoothing=config.label_smoothing)
+                               label_smoothing=config.label_smoothing, reduction=config.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
+        if config.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip true gradients, not AMP-scaled ones
+            # the network only: α's gradient stays the authors' (it is tiny and trains the ensemble alone)
+            torch.nn.utils.clip_grad_norm_(self.module.net.parameters(), config.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -231,9 +236,11 @@ def _make_loader(images, config, ctx):
 
 
 def _make_optimizer(module: torch.nn.Module, config) -> torch.optim.Optimizer:
-    """SGD momentum; weight decay on conv/linear weights only (decaying BN scales or α just shrinks them)."""
-    decay = [p for n, p in module.named_parameters() if p.ndim > 1]
-    rest = [p for n, p in module.named_parameters() if p.ndim <= 1]
+    """SGD momentum, one lr for all; weight decay on conv/linear weights and on α (as the authors' optimizer,
+    which decays every parameter), not on BN scales/shifts or biases (decaying those just shrinks them)."""
+    decayed = {n for n, p in module.named_parameters() if p.ndim > 1 or n == "alpha"}
+    decay = [p for n, p in module.named_parameters() if n in decayed]
+    rest = [p for n, p in module.named_parameters() if n not in decayed]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 
