@@ -34,7 +34,7 @@ RESERVED = {"train": 10_000, "val": 2_000}  # the last images of each file: neve
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 FULL = {"width_mult": 0.5, "train_limit": 20_000, "epochs": 6, "sweep_limit": 5_000, "sweep_epochs": 3,
         "holdout": 2_000, "test_images": 8_000, "seeds": 3, "finetune_epochs": 1, "lrs": "0.03,0.1,0.3"}
-REDUCED = {"width_mult": 0.25, "train_limit": 3_000, "epochs": 4, "sweep_limit": 1_500, "sweep_epochs": 3,
+REDUCED = {"width_mult": 0.25, "train_limit": 2_000, "epochs": 4, "sweep_limit": 1_000, "sweep_epochs": 3,
            "holdout": 1_000, "test_images": 4_000, "seeds": 3, "finetune_epochs": 1, "lrs": "0.1,0.3"}
 
 

@@ -21,9 +21,11 @@ def job(kwargs: dict) -> tuple[str, float]:
     if (Path(kwargs["out"]) / "checkpoint.json").is_file() or (Path(kwargs["out"]) / "summary.json").is_file():
         return kwargs["out"], 0.0
     Path(kwargs["out"]).parent.mkdir(parents=True, exist_ok=True)
+    from edgeres.train.loop import state_dir
+    resume = (state_dir(kwargs["out"]) / "resume.pt").is_file()  # an interrupted benchmark continues exactly
     start = time.perf_counter()
     try:
-        out = train(TrainConfig(**kwargs))
+        out = train(TrainConfig(**kwargs, resume=resume))
     except Exception as exc:  # noqa: BLE001 - a diverged arm is a result, not a crash of the benchmark
         Path(kwargs["out"] + ".failed").write_text(f"{type(exc).__name__}: {exc}\n")
         return kwargs["out"], -1.0

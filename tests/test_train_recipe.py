@@ -118,10 +118,34 @@ def test_recipe_options_reach_the_config_from_the_command_line(monkeypatch, tmp_
     config = seen["config"]
     assert (config.loss_reduction, config.dropout, config.clip_grad_norm) == ("sum", 0.2, 5.0)
     CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "x")])
-    recipe = ("lr", "loss_reduction", "dropout", "clip_grad_norm", "warmup_epochs", "weight_decay")
+    recipe = ("lr", "loss_reduction", "bn_calib_images", "dropout", "clip_grad_norm", "warmup_epochs", "weight_decay")
     defaults = TrainConfig(out="x")
     assert {k: getattr(seen["config"], k) for k in recipe} == {k: getattr(defaults, k) for k in recipe}
     assert "--loss-reduction" in CliRunner().invoke(cli, ["train", "--help"]).output
     for bad in (dict(loss_reduction="max"), dict(dropout=1.0), dict(clip_grad_norm=0.0)):
         with pytest.raises(EdgeresError):
             TrainConfig(out="x", **bad)
+
+
+def test_precise_bn_sets_running_stats_to_the_calibration_average(tiny_spec):
+    """After reestimate_bn the first BN's running mean at each resolution is the exact mean of its input over the
+    calibration images at that resolution; weights do not move."""
+    from edgeres.data import open_images
+    from edgeres.models import at_resolution, build_rsnet
+    from edgeres.train.distributed import Dist
+    from edgeres.train.validate import calibration_set, reestimate_bn
+    torch.manual_seed(0)
+    net = build_rsnet(tiny_spec, (28, 12)).train()
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    calib = calibration_set(open_images("fashion-mnist-mini", "train"), (28, 12), 96, Dist())
+    assert calibration_set(open_images("fashion-mnist-mini", "train"), (28, 12), 0, Dist()) is None
+    reestimate_bn(net, calib, "cpu")
+    assert net.training  # mode restored
+    stem = net.features[0][0]
+    for res in (28, 12):
+        with torch.no_grad(), at_resolution(net, res):
+            x = torch.cat([xs[res] for xs, _ in calib])
+            expected = stem(x).mean(dim=(0, 2, 3))
+        bn = net.features[0][1].private(res)
+        assert torch.allclose(bn.running_mean, expected, atol=1e-5) and bn.momentum == 0.1
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in weights.items())

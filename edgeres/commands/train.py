@@ -28,10 +28,12 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--quant", default=None, metavar="lq:wKaJ", help="LQ-Nets quantization shared by all resolutions, e.g. lq:w2a2.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True, help="Global batch (all processes).")
-@click.option("--lr", type=float, default=0.1, show_default=True,
+@click.option("--lr", type=float, default=0.03, show_default=True,
               help="Peak SGD learning rate (after warm-up), for any number of resolutions with --loss-reduction mean.")
 @click.option("--loss-reduction", type=click.Choice(["mean", "sum"]), default="mean", show_default=True,
               help="Average or sum the per-resolution losses; sum (the authors' code) needs about lr / S.")
+@click.option("--bn-calib-images", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Re-estimate BN statistics from N training images before each evaluation (precise BN); 0: off.")
 @click.option("--dropout", type=float, default=0.0, show_default=True,
               help="Classifier dropout (MobileNetV2); the RS-Nets authors use none, torchvision 0.2.")
 @click.option("--clip-grad-norm", type=float, default=None, help="Clip the network's gradient to this L2 norm per step.")
@@ -51,7 +53,7 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.resume/resume.pt, exactly.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epochs, batch_size, lr, loss_reduction,
-            dropout, clip_grad_norm, warmup_epochs, weight_decay, label_smoothing, crop_scale, seed, workers, holdout,
+            bn_calib_images, dropout, clip_grad_norm, warmup_epochs, weight_decay, label_smoothing, crop_scale, seed, workers, holdout,
             train_limit, val_limit, device, init, resume, progress) -> None:
     """Train an RS-Net (one model, every resolution) or the per-resolution baselines.
 
@@ -73,7 +75,8 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
 
     options = dict(data=data or "fashion-mnist-mini", arch=arch, mode=mode, kd=kd, width_mult=width_mult,
                    small_input=small_input, quant=quant, epochs=epochs, batch_size=batch_size, lr=lr,
-                   loss_reduction=loss_reduction, dropout=dropout, clip_grad_norm=clip_grad_norm,
+                   loss_reduction=loss_reduction, bn_calib_images=bn_calib_images, dropout=dropout,
+                   clip_grad_norm=clip_grad_norm,
                    warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                    crop_scale=_floats(crop_scale, "--crop-scale"), seed=seed, workers=workers, holdout=holdout,
                    train_limit=train_limit, val_limit=val_limit, device=device, init=init, resume=resume,

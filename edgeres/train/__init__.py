@@ -30,17 +30,22 @@ class TrainConfig:
     quant: str | None = None  # "lq:w2a2": LQ-Nets quantizers shared by all resolutions
     epochs: int = 10
     batch_size: int = 128
-    # LR_NOTE
-    lr: float = 0.1
+    # benchmarks/results/rsnet_recipe.md (5 resolutions, 3000 images, batch 128): the old default (sum, 0.03)
+    # left the training loss at chance in epoch 2 in both modes; mean 0.03 lowered it every epoch in both;
+    # mean 0.1 trained at batch 128 but diverged at batch 64 (x0.25, 768 images).
+    lr: float = 0.03
     # mean: Σ CE and L_dis divided by S, so the network's step does not grow with S and I-Nets (S = 1) and
-    # RS-Nets share one lr; sum: the authors' code (needs the lr / S). REDUCTION_NOTE
+    # RS-Nets share one lr; sum: the authors' code (mean at lr η = sum at η / S, weight decay aside)
     loss_reduction: str = "mean"
     warmup_epochs: float = 1.0
     momentum: float = 0.9  # SGD momentum as in RS-Nets Sec. 4.1
     # on conv/linear weights and α (the authors' optimizer decays α with the weights' lr); BN and biases not
     weight_decay: float = 1e-4
+    # precise BN: re-estimate BN statistics from this many training images before each evaluation (0: keep the
+    # running averages, which lag the weights mid-training; see train/validate.reestimate_bn)
+    bn_calib_images: int = 256
     dropout: float = 0.0  # before the classifier: the authors' MobileNetV2 has none (torchvision's has 0.2)
-    clip_grad_norm: float | None = None  # max L2 norm of the network's gradient per step; None: no clipping CLIP_NOTE
+    clip_grad_norm: float | None = None  # max L2 norm of the network's gradient per step; None: no clipping
     label_smoothing: float = 0.0
     crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range; (0.5, 1) suits 28 px images
     seed: int = 0
@@ -88,7 +93,8 @@ def _check_numbers(config: TrainConfig) -> None:
                  f"gradient clipping norm must be > 0, got {config.clip_grad_norm}"),
                 (0 <= config.label_smoothing < 1, f"label smoothing must lie in [0, 1), got {config.label_smoothing}"),
                 (0 < low <= high <= 1, f"crop scale must satisfy 0 < min <= max <= 1, got {config.crop_scale}"),
-                (config.holdout >= 0 and config.workers >= 0, "holdout and workers must be >= 0")]
+                (config.holdout >= 0 and config.workers >= 0 and config.bn_calib_images >= 0,
+                 "holdout, workers and BN calibration images must be >= 0")]
     for ok, message in problems:
         if not ok:
             raise EdgeresError(message)

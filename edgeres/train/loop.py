@@ -26,7 +26,7 @@ from edgeres.train.augment import MultiResolutionTrainSet
 from edgeres.train.losses import ensemble_weights, mred_terms
 from edgeres.train.setup import (MultiResolutionNet, arch_spec, build_checked, data_label, load_init,
                                  set_classifier_dropout, split_data)
-from edgeres.train.validate import EvalSet, measure
+from edgeres.train.validate import EvalSet, calibration_set, measure, reestimate_bn
 
 log = logging.getLogger("edgeres.train")
 LOSS_KEYS = ("ce", "ens", "dis", "total")
@@ -90,6 +90,7 @@ class _Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 module, device_ids=[int(ctx.device.split(":")[1])] if self.amp else None)
         self.monitor = EvalSet(data.monitor, config.res, ctx)
+        self.calib = calibration_set(data.train, config.res, config.bn_calib_images, ctx)
 
     def fit(self) -> None:
         while self.epoch < self.config.epochs:
@@ -99,6 +100,8 @@ class _Trainer:
             if not all(math.isfinite(v) for v in losses.values()):
                 raise EdgeresError(f"training diverged in epoch {self.epoch + 1} (loss {losses['total']}): "
                                    f"lower --lr (now {self.config.lr}) or raise --warmup-epochs")
+            if self.calib is not None:  # before every evaluation, so the checkpoint's BN statistics are precise too
+                reestimate_bn(self.module.net, self.calib, self.ctx.device)
             top1 = {k: v["top1"] for k, v in measure(self.module.net, self.monitor, self.ctx).items()}
             self.seconds += seconds
             self._record(losses, top1, seconds)
