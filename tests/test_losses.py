@@ -110,3 +110,25 @@ def test_mred_terms_modes_and_label_smoothing():
     # smoothed target (0.9, 0.1): -0.9 log p0 - 0.1 log p1
     p = softmax(Z_HIGH)
     assert smooth.item() == pytest.approx(-0.9 * math.log(p[0]) - 0.1 * math.log(p[1]), abs=1e-6)
+
+
+def test_mean_reduction_divides_the_network_terms_by_s_and_keeps_the_alpha_gradient():
+    """mean = sum / S for Σ CE and L_dis (and their gradients); L_ens and α's gradient are unchanged."""
+    gen = torch.Generator().manual_seed(0)
+    raw = {r: torch.randn(8, 10, generator=gen) for r in (28, 24, 20, 16, 12)}
+    target = torch.randint(0, 10, (8,), generator=gen)
+    out = {}
+    for reduction in ("sum", "mean"):
+        z = {r: v.clone().requires_grad_() for r, v in raw.items()}
+        alpha = torch.tensor([0.3, 0.1, 0.0, -0.1, -0.2], requires_grad=True)
+        terms = mred_terms(z, target, ensemble_logits(z, alpha), reduction=reduction)
+        terms["total"].backward()
+        out[reduction] = terms, z[12].grad, alpha.grad
+    (s_terms, s_grad, s_alpha), (m_terms, m_grad, m_alpha) = out["sum"], out["mean"]
+    for key in ("ce", "dis"):
+        assert m_terms[key].item() == pytest.approx(s_terms[key].item() / 5, rel=1e-6)
+    assert m_terms["ens"].item() == s_terms["ens"].item()
+    assert torch.allclose(m_grad, s_grad / 5, atol=1e-8)
+    assert torch.equal(m_alpha, s_alpha)
+    with pytest.raises(ValueError, match="reduction"):
+        mred_terms(raw, target, mode="parallel", reduction="max")

@@ -28,9 +28,15 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--quant", default=None, metavar="lq:wKaJ", help="LQ-Nets quantization shared by all resolutions, e.g. lq:w2a2.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True, help="Global batch (all processes).")
-@click.option("--lr", type=float, default=0.03, show_default=True, help="Peak SGD learning rate (after warm-up). The loss sums S resolutions (+ MRED), so "
-                   "gradients grow ~S-fold: with 5 resolutions on fashion-mnist-mini 0.03 diverged on 10k images "
-                   "while 0.01 trained; lower it if the loss rises.")
+@click.option("--lr", type=float, default=0.03, show_default=True,
+              help="Peak SGD learning rate (after warm-up), for any number of resolutions with --loss-reduction mean.")
+@click.option("--loss-reduction", type=click.Choice(["mean", "sum"]), default="mean", show_default=True,
+              help="Average or sum the per-resolution losses; sum (the authors' code) needs about lr / S.")
+@click.option("--bn-calib-images", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Re-estimate BN statistics from N training images before each evaluation (precise BN); 0: off.")
+@click.option("--dropout", type=float, default=0.0, show_default=True,
+              help="Classifier dropout (MobileNetV2); the RS-Nets authors use none, torchvision 0.2.")
+@click.option("--clip-grad-norm", type=float, default=None, help="Clip the network's gradient to this L2 norm per step.")
 @click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
@@ -46,9 +52,9 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--init", type=click.Path(exists=True), default=None, help="Start from this checkpoint's weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.resume/resume.pt, exactly.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epochs, batch_size, lr, warmup_epochs,
-            weight_decay, label_smoothing, crop_scale, seed, workers, holdout, train_limit, val_limit, device, init,
-            resume, progress) -> None:
+def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epochs, batch_size, lr, loss_reduction,
+            bn_calib_images, dropout, clip_grad_norm, warmup_epochs, weight_decay, label_smoothing, crop_scale, seed, workers, holdout,
+            train_limit, val_limit, device, init, resume, progress) -> None:
     """Train an RS-Net (one model, every resolution) or the per-resolution baselines.
 
     One step crops each image once, resizes the crop to every resolution and sums the losses
@@ -69,6 +75,8 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
 
     options = dict(data=data or "fashion-mnist-mini", arch=arch, mode=mode, kd=kd, width_mult=width_mult,
                    small_input=small_input, quant=quant, epochs=epochs, batch_size=batch_size, lr=lr,
+                   loss_reduction=loss_reduction, bn_calib_images=bn_calib_images, dropout=dropout,
+                   clip_grad_norm=clip_grad_norm,
                    warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                    crop_scale=_floats(crop_scale, "--crop-scale"), seed=seed, workers=workers, holdout=holdout,
                    train_limit=train_limit, val_limit=val_limit, device=device, init=init, resume=resume,

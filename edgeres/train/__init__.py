@@ -30,13 +30,22 @@ class TrainConfig:
     quant: str | None = None  # "lq:w2a2": LQ-Nets quantizers shared by all resolutions
     epochs: int = 10
     batch_size: int = 128
-    # lr 0.03 + 1 warm-up epoch: at lr 0.1 without warm-up the summed multi-resolution loss diverged in the
-    # FACTS tiny-scale probe while single-resolution models trained; 0.03 with warm-up trained every method
-    # there and in benchmarks/ (6k images), but diverged for 5 resolutions on all 10k images (demo uses 0.01).
+    # benchmarks/results/rsnet_recipe.md (5 resolutions, 3000 images, batch 128): the old default (sum, 0.03)
+    # left the training loss at chance in epoch 2 in both modes; mean 0.03 lowered it every epoch in both;
+    # mean 0.1 trained at batch 128 but diverged at batch 64 (x0.25, 768 images).
     lr: float = 0.03
+    # mean: Σ CE and L_dis divided by S, so the network's step does not grow with S and I-Nets (S = 1) and
+    # RS-Nets share one lr; sum: the authors' code (mean at lr η = sum at η / S, weight decay aside)
+    loss_reduction: str = "mean"
     warmup_epochs: float = 1.0
     momentum: float = 0.9  # SGD momentum as in RS-Nets Sec. 4.1
-    weight_decay: float = 1e-4  # on conv/linear weights only; BN parameters, biases and α are not decayed
+    # on conv/linear weights and α (the authors' optimizer decays α with the weights' lr); BN and biases not
+    weight_decay: float = 1e-4
+    # precise BN: re-estimate BN statistics from this many training images before each evaluation (0: keep the
+    # running averages, which lag the weights mid-training; see train/validate.reestimate_bn)
+    bn_calib_images: int = 256
+    dropout: float = 0.0  # before the classifier: the authors' MobileNetV2 has none (torchvision's has 0.2)
+    clip_grad_norm: float | None = None  # max L2 norm of the network's gradient per step; None: no clipping
     label_smoothing: float = 0.0
     crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range; (0.5, 1) suits 28 px images
     seed: int = 0
@@ -63,11 +72,13 @@ class TrainConfig:
 
 
 def _check_choices(config: TrainConfig) -> None:
-    from edgeres.train.losses import KD_KINDS
+    from edgeres.train.losses import KD_KINDS, REDUCTIONS
     if config.mode not in MODES:
         raise EdgeresError(f"unknown training mode {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.kd not in KD_KINDS:
         raise EdgeresError(f"unknown distillation {config.kd!r}: choose one of {', '.join(KD_KINDS)}")
+    if config.loss_reduction not in REDUCTIONS:
+        raise EdgeresError(f"unknown loss reduction {config.loss_reduction!r}: choose one of {', '.join(REDUCTIONS)}")
 
 
 def _check_numbers(config: TrainConfig) -> None:
@@ -77,9 +88,13 @@ def _check_numbers(config: TrainConfig) -> None:
                 (config.lr > 0, f"lr must be > 0, got {config.lr}"),
                 (0 <= config.warmup_epochs <= config.epochs, f"warm-up must lie in 0..epochs, got {config.warmup_epochs}"),
                 (config.weight_decay >= 0, f"weight decay must be >= 0, got {config.weight_decay}"),
+                (0 <= config.dropout < 1, f"dropout must lie in [0, 1), got {config.dropout}"),
+                (config.clip_grad_norm is None or config.clip_grad_norm > 0,
+                 f"gradient clipping norm must be > 0, got {config.clip_grad_norm}"),
                 (0 <= config.label_smoothing < 1, f"label smoothing must lie in [0, 1), got {config.label_smoothing}"),
                 (0 < low <= high <= 1, f"crop scale must satisfy 0 < min <= max <= 1, got {config.crop_scale}"),
-                (config.holdout >= 0 and config.workers >= 0, "holdout and workers must be >= 0")]
+                (config.holdout >= 0 and config.workers >= 0 and config.bn_calib_images >= 0,
+                 "holdout, workers and BN calibration images must be >= 0")]
     for ok, message in problems:
         if not ok:
             raise EdgeresError(message)

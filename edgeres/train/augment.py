@@ -50,7 +50,7 @@ class MultiResolutionTrainSet(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         rng = random.Random(hash((self.seed, self.epoch, index)))
-        image = torch.from_numpy(np.ascontiguousarray(self.images.image(index))).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(self.images.image(index))).permute(2, 0, 1)  # a copy: PIL arrays are read-only
         top, left, h, w = crop_box(image.shape[1], image.shape[2], self.scale, self.ratio, rng)
         if rng.random() < 0.5:
             image = TF.hflip(image)

@@ -24,8 +24,9 @@ from edgeres.models.checkpoint import save_checkpoint
 from edgeres.train import distributed
 from edgeres.train.augment import MultiResolutionTrainSet
 from edgeres.train.losses import ensemble_weights, mred_terms
-from edgeres.train.setup import MultiResolutionNet, arch_spec, build_checked, data_label, load_init, split_data
-from edgeres.train.validate import EvalSet, measure
+from edgeres.train.setup import (MultiResolutionNet, arch_spec, build_checked, data_label, load_init,
+                                 set_classifier_dropout, split_data)
+from edgeres.train.validate import EvalSet, calibration_set, measure, reestimate_bn
 
 log = logging.getLogger("edgeres.train")
 LOSS_KEYS = ("ce", "ens", "dis", "total")
@@ -48,7 +49,7 @@ def validate(config):
     """Every check that needs data or a model, before anything is trained or written; returns (data, spec)."""
     data = split_data(config.data, config.holdout, config.train_limit, config.val_limit)
     spec = arch_spec(config.arch, data.info, config.width_mult, config.small_input, config.quant)
-    net = build_checked(spec, config.res)
+    net = set_classifier_dropout(build_checked(spec, config.res), config.dropout)
     if config.init:
         load_init(net, config.init, spec, config.res)
     return data, spec, net
@@ -89,6 +90,7 @@ class _Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 module, device_ids=[int(ctx.device.split(":")[1])] if self.amp else None)
         self.monitor = EvalSet(data.monitor, config.res, ctx)
+        self.calib = calibration_set(data.train, config.res, config.bn_calib_images, ctx)
 
     def fit(self) -> None:
         while self.epoch < self.config.epochs:
@@ -98,6 +100,8 @@ class _Trainer:
             if not all(math.isfinite(v) for v in losses.values()):
                 raise EdgeresError(f"training diverged in epoch {self.epoch + 1} (loss {losses['total']}): "
                                    f"lower --lr (now {self.config.lr}) or raise --warmup-epochs")
+            if self.calib is not None:  # before every evaluation, so the checkpoint's BN statistics are precise too
+                reestimate_bn(self.module.net, self.calib, self.ctx.device)
             top1 = {k: v["top1"] for k, v in measure(self.module.net, self.monitor, self.ctx).items()}
             self.seconds += seconds
             self._record(losses, top1, seconds)
@@ -127,9 +131,13 @@ class _Trainer:
             logits, ens = self.ddp(views)
             terms = mred_terms(dict(zip(config.res, logits)), target, ens,
                                mode="rsnet" if config.mode == "rsnet" else "parallel", kd=config.kd,
-                               label_smoothing=config.label_smoothing)
+                               label_smoothing=config.label_smoothing, reduction=config.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
+        if config.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip true gradients, not AMP-scaled ones
+            # the network only: α's gradient stays the authors' (it is tiny and trains the ensemble alone)
+            torch.nn.utils.clip_grad_norm_(self.module.net.parameters(), config.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -231,9 +239,11 @@ def _make_loader(images, config, ctx):
 
 
 def _make_optimizer(module: torch.nn.Module, config) -> torch.optim.Optimizer:
-    """SGD momentum; weight decay on conv/linear weights only (decaying BN scales or α just shrinks them)."""
-    decay = [p for n, p in module.named_parameters() if p.ndim > 1]
-    rest = [p for n, p in module.named_parameters() if p.ndim <= 1]
+    """SGD momentum, one lr for all; weight decay on conv/linear weights and on α (as the authors' optimizer,
+    which decays every parameter), not on BN scales/shifts or biases (decaying those just shrinks them)."""
+    decayed = {n for n, p in module.named_parameters() if p.ndim > 1 or n == "alpha"}
+    decay = [p for n, p in module.named_parameters() if n in decayed]
+    rest = [p for n, p in module.named_parameters() if n not in decayed]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 

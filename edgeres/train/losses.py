@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 KD_KINDS = ("full", "vanilla")
 MODES = ("rsnet", "parallel")
+REDUCTIONS = ("mean", "sum")
 
 
 def ordered(logits: Mapping[int, torch.Tensor]) -> list[torch.Tensor]:
@@ -75,19 +76,26 @@ def distill_loss(logits: Mapping[int, torch.Tensor], ens_logits: torch.Tensor, k
 
 
 def mred_terms(logits: Mapping[int, torch.Tensor], target: torch.Tensor, ens_logits: torch.Tensor | None = None,
-               mode: str = "rsnet", kd: str = "full", label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+               mode: str = "rsnet", kd: str = "full", label_smoothing: float = 0.0,
+               reduction: str = "sum") -> dict[str, torch.Tensor]:
     """The loss terms of one step: {"ce", "ens", "dis", "total"} (scalars; ens/dis are 0 in parallel mode).
 
     rsnet: total = Σ CE + L_ens + L_dis (needs `ens_logits` from `ensemble_logits`); parallel: Σ CE only.
+    reduction "sum" is the authors' code. "mean" divides the two terms that reach the network (Σ CE, L_dis)
+    by S, so every network gradient is the sum's / S and one lr suits any S (S = 1 is unchanged); L_ens,
+    which reaches only α, is not scaled, so α keeps the authors' gradient.
     """
     if mode not in MODES:
         raise ValueError(f"unknown loss mode {mode!r}: choose one of {MODES}")
-    ce = multires_ce(logits, target, label_smoothing)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}: choose one of {REDUCTIONS}")
+    scale = 1.0 / len(logits) if reduction == "mean" else 1.0
+    ce = multires_ce(logits, target, label_smoothing) * scale
     zero = ce.new_zeros(())
     if mode == "parallel":
         return {"ce": ce, "ens": zero, "dis": zero, "total": ce}
     if ens_logits is None:
         raise ValueError("rsnet mode needs the ensemble logits (see ensemble_logits)")
     ens = ensemble_loss(ens_logits, target, label_smoothing)
-    dis = distill_loss(logits, ens_logits, kd)
+    dis = distill_loss(logits, ens_logits, kd) * scale
     return {"ce": ce, "ens": ens, "dis": dis, "total": ce + ens + dis}

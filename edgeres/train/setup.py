@@ -79,6 +79,21 @@ def arch_spec(arch: str, info: DatasetInfo, width_mult: float, small_input: bool
                     small_input=small_input, quant=quant)
 
 
+def set_classifier_dropout(model: nn.Module, p: float) -> nn.Module:
+    """Dropout before the classifier with probability `p`; p = 0 swaps each nn.Dropout for nn.Identity.
+
+    torchvision's MobileNetV2 has Dropout(0.2) there, the RS-Nets authors' MobileNetV2 none; the swap keeps
+    module indices, so state-dict keys (and exported graphs) are the same either way.
+    """
+    drops = [name for name, m in model.named_modules() if isinstance(m, nn.Dropout)]
+    if p > 0 and not drops:
+        raise EdgeresError(f"--dropout {p}: this architecture has no classifier dropout; use --dropout 0")
+    for name in drops:
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, nn.Dropout(p) if p > 0 else nn.Identity())
+    return model
+
+
 def build_checked(spec: ArchSpec, resolutions: Sequence[int]) -> nn.Module:
     """build_rsnet plus the check that every resolution passes through it (one dummy image each)."""
     model = build_rsnet(spec, resolutions)
