@@ -1,7 +1,7 @@
 """`edgeres eval`: top-1/top-5 per resolution of a checkpoint, or of ONNX artifacts (export/build outputs)."""
 import click
 
-from edgeres.options import data_option, json_option, res_option
+from edgeres.options import data_option, json_option, res_option, trust_arch_option
 
 
 @click.command("eval")
@@ -14,6 +14,7 @@ from edgeres.options import data_option, json_option, res_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--nearest", is_flag=True, help="Outside the trained range, use the nearest trained BN instead of failing.")
 @json_option()
+@trust_arch_option()
 def command(checkpoint, data, res, split, limit, batch_size, nearest, json_path) -> None:
     """Evaluate CHECKPOINT (a directory from train/import) at each resolution.
 

@@ -1,7 +1,7 @@
 """`edgeres export`: one verified ONNX graph per resolution (BNs folded), optionally one switchable graph."""
 import click
 
-from edgeres.options import data_option, out_option, res_option
+from edgeres.options import data_option, out_option, res_option, trust_arch_option
 
 
 @click.command("export")
@@ -20,6 +20,7 @@ from edgeres.options import data_option, out_option, res_option
 @click.option("--verify-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="Real images per resolution on which ONNX Runtime must match PyTorch.")
 @data_option()
+@trust_arch_option()
 def command(checkpoint, res, out, opset, dynamic_batch, switchable, nearest, verify_images, data) -> None:
     """Export CHECKPOINT to ONNX: per resolution, the RS-Net with that resolution's BNs folded into the convs.
 
