@@ -172,7 +172,7 @@ def _checkpoint_info(spec: ArchSpec, resolutions, prep: dict, images, data: str 
 
 def _import_official(arch, weights, state, wrapper, resolutions, out, data, mean, std, measure, val_limit) -> Path:
     """An official RS-Nets checkpoint: `bn_i` is the private BN of the i-th --res as typed (their --sizes)."""
-    from edgeres.models import build_rsnet, official
+    from edgeres.models import build_rsnet, check_resolutions_fit, official
     sizes = typed_order(resolutions)
     mapped, alpha = official.switchable_state(state, arch, sizes)
     facts = official.official_meta(wrapper, arch)
@@ -181,7 +181,7 @@ def _import_official(arch, weights, state, wrapper, resolutions, out, data, mean
                                           .shape[0]), in_channels=3)
     model = build_rsnet(spec, sizes)
     load_into(model, mapped, f"official RS-Nets checkpoint {weights}")
-    model.eval()
+    check_resolutions_fit(model.eval(), sizes, spec.in_channels)
     if images is not None:
         _check_data_fits(spec, images.info, data)
     default = {"mean": official.MEAN, "std": official.STD, "crop": official.CROP_RATIO}
