@@ -116,7 +116,7 @@ def imported(args, data: Path, work: Path, i28: Path, tag: str, finetune_lr: flo
     import torch
 
     from edgeres.models.checkpoint import load_checkpoint
-    from edgeres.train.importer import import_model
+    from edgeres.importer import import_model
     out = work / tag
     if (out / "checkpoint.json").is_file():
         return out

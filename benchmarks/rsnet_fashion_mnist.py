@@ -89,7 +89,8 @@ def imported(work: Path) -> dict[str, dict]:
     rows, seconds = {}, {}
     for name, recal in (("I-28 imported, no recalibration", False), ("I-28 imported + BN recalibration", True)):
         start = time.perf_counter()
-        out = import_model("mobilenet_v2", work / "i28-plain.pt", RES, work / f"import-{recal}", width_mult=0.5,
+        out = import_model("mobilenet_v2", work / "i28-plain.pt", RES, work / f"import-{recal}", data=COMMON["data"],
+                           width_mult=0.5,
                            small_input=True, recalibrate=recal, calib_images=512)
         seconds[name] = time.perf_counter() - start
         rows[name] = _top1(out)

@@ -12,6 +12,7 @@ _PROVIDERS = {
     "tensorrt": "pip install 'edgeres[trt]' on an x86 GPU host, or use JetPack's python3-libnvinfer on a Jetson",
     "pycuda": "pip install 'edgeres[trt]' (needs a CUDA driver)",
     "matplotlib": "pip install matplotlib",
+    "timm": "pip install 'edgeres[timm]'",
 }
 
 

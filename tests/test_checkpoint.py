@@ -38,7 +38,7 @@ def test_checkpoint_json_carries_what_rebuilds_the_model(saved):
     assert meta["kind"] == "checkpoint" and meta["format_version"] == 1
     assert meta["resolutions"] == [28, 20, 12] and meta["num_classes"] == 10 and meta["in_channels"] == 1
     assert meta["arch"] == {"name": "mobilenet_v2", "num_classes": 10, "in_channels": 1, "width_mult": 0.25,
-                            "small_input": True, "quant": None}
+                            "small_input": True, "quant": None, "kwargs": {}}
     assert meta["weights"]["file"] == "model.safetensors" and len(meta["weights"]["sha256"]) == 64
 
 

@@ -12,6 +12,7 @@ from edgeres.importer import import_model  # noqa: E402
 
 RES = (28, 20, 12)
 TINY = dict(width_mult=0.25, small_input=True)
+DATA = "fashion-mnist-mini"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def plain_model(path):
 
 def test_converted_model_equals_the_original_before_recalibration(plain_weights, tmp_path):
     out = import_model("mobilenet_v2", plain_weights, RES, tmp_path / "naive", recalibrate=False, measure=False,
-                       **TINY)
+                       data=DATA, **TINY)
     converted, info, _ = load_checkpoint(out)
     original = plain_model(plain_weights)
     assert info.training["recalibrated"] is False and info.resolutions == RES
@@ -47,9 +48,9 @@ def test_converted_model_equals_the_original_before_recalibration(plain_weights,
 
 def test_recalibration_changes_only_running_stats_and_recovers_accuracy(plain_weights, tmp_path):
     naive = import_model("mobilenet_v2", plain_weights, RES, tmp_path / "naive", recalibrate=False, measure=False,
-                         **TINY)
+                         data=DATA, **TINY)
     recal = import_model("mobilenet_v2", plain_weights, RES, tmp_path / "recal", calib_images=256, measure=False,
-                         **TINY)
+                         data=DATA, **TINY)
     a, b = load_checkpoint(naive)[0].state_dict(), load_checkpoint(recal)[0].state_dict()
     changed = {k for k in a if not torch.equal(a[k], b[k])}
     assert changed and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed)
@@ -63,7 +64,7 @@ def test_import_errors_are_one_line(plain_weights, tmp_path, monkeypatch):
     def fails(**kwargs):
         with pytest.raises(EdgeresError) as err:
             import_model(**{"arch": "mobilenet_v2", "weights": plain_weights, "resolutions": RES,
-                            "out": tmp_path / "x", **TINY, **kwargs})
+                            "out": tmp_path / "x", "data": DATA, **TINY, **kwargs})
         assert "\n" not in str(err.value) and not (tmp_path / "x").exists()
         return str(err.value)
 
@@ -84,12 +85,12 @@ def test_cli_import_and_python_finetune(plain_weights, tmp_path):
     from click.testing import CliRunner
 
     from edgeres.cli import cli
-    args = ["import", "--arch", "mobilenet_v2", "--weights", str(plain_weights), "--width-mult", "0.25",
+    args = ["import", "--arch", "mobilenet_v2", "--data", DATA, "--weights", str(plain_weights), "--width-mult", "0.25",
             "--small-input", "--res", "12,28", "--val-limit", "32", "--calib-images", "64", "--out", str(tmp_path / "c")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "checkpoint:" in result.stdout and "12 px" in result.stdout
-    tuned = import_model("mobilenet_v2", plain_weights, (28, 12), tmp_path / "t", calib_images=64, val_limit=32,
+    tuned = import_model("mobilenet_v2", plain_weights, (28, 12), tmp_path / "t", data=DATA, calib_images=64, val_limit=32,
                          finetune_epochs=1, finetune_options={"train_limit": 128, "val_limit": 32, "progress": False},
                          **TINY)
     _, info, _ = load_checkpoint(tuned)

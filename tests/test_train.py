@@ -83,7 +83,9 @@ def _one_line_error(tmp_path, **overrides):
 
 
 def test_bad_inputs_fail_in_one_line_before_training(tmp_path, toy_checkpoint):
-    assert "resnet18" in _one_line_error(tmp_path, arch="vgg16")
+    plain = dict(width_mult=1.0, small_input=False)  # the other torchvision models have neither
+    assert "list_models()" in _one_line_error(tmp_path, arch="resnet9000", **plain)
+    assert "has no BatchNorm2d" in _one_line_error(tmp_path, arch="squeezenet1_1", **plain)
     empty = tmp_path / "empty"
     for split in ("train", "val"):
         (empty / split / "cat").mkdir(parents=True)

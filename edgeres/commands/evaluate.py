@@ -1,7 +1,7 @@
 """`edgeres eval`: top-1/top-5 per resolution of a checkpoint, or of ONNX artifacts (export/build outputs)."""
 import click
 
-from edgeres.options import data_option, json_option, res_option
+from edgeres.options import data_option, json_option, res_option, trust_arch_option
 
 
 @click.command("eval")
@@ -16,6 +16,7 @@ from edgeres.options import data_option, json_option, res_option
 @click.option("--target", "targets", multiple=True, help="Build targets to evaluate (repeatable; default: every "
               "artifact this machine can run). TensorRT targets need the device the engines were built on.")
 @json_option()
+@trust_arch_option()
 def command(checkpoint, data, res, split, limit, batch_size, nearest, targets, json_path) -> None:
     """Evaluate CHECKPOINT (a directory from train/import) at each resolution.
 

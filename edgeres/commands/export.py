@@ -2,8 +2,7 @@
 import click
 
 from edgeres.defaults import DEFAULT_OPSET
-
-from edgeres.options import data_option, out_option, res_option
+from edgeres.options import data_option, out_option, res_option, trust_arch_option
 
 
 @click.command("export")
@@ -22,6 +21,7 @@ from edgeres.options import data_option, out_option, res_option
 @click.option("--verify-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="Real images per resolution on which ONNX Runtime must match PyTorch.")
 @data_option()
+@trust_arch_option()
 def command(checkpoint, res, out, opset, dynamic_batch, switchable, nearest, verify_images, data) -> None:
     """Export CHECKPOINT to ONNX: per resolution, the RS-Net with that resolution's BNs folded into the convs.
 

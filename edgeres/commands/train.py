@@ -3,7 +3,7 @@ import os
 
 import click
 
-from edgeres.options import data_option, out_option, res_option
+from edgeres.options import arch_kwargs_option, arch_option, data_option, out_option, res_option
 
 
 def _floats(value: str, name: str) -> tuple[float, ...]:
@@ -15,7 +15,8 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 
 @click.command("train")
 @data_option()
-@click.option("--arch", default="mobilenet_v2", show_default=True, help="resnet18, resnet34, resnet50 or mobilenet_v2.")
+@arch_option(default="mobilenet_v2")
+@arch_kwargs_option()
 @res_option(help_text="Training resolutions, any order (stored high -> low) [default: 224,192,160,128,96].")
 @out_option(help_text="Checkpoint directory to write (individual mode: a directory of individual-<res> checkpoints).")
 @click.option("--mode", type=click.Choice(["rsnet", "parallel", "individual"]), default="rsnet", show_default=True,
@@ -52,9 +53,10 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--init", type=click.Path(exists=True), default=None, help="Start from this checkpoint's weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.resume/resume.pt, exactly.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epochs, batch_size, lr, loss_reduction,
-            bn_calib_images, dropout, clip_grad_norm, warmup_epochs, weight_decay, label_smoothing, crop_scale, seed, workers, holdout,
-            train_limit, val_limit, device, init, resume, progress) -> None:
+def command(data, arch, arch_kwargs, res, out, mode, kd, width_mult, small_input, quant, epochs, batch_size, lr,
+            loss_reduction, bn_calib_images, dropout, clip_grad_norm, warmup_epochs, weight_decay,
+            label_smoothing, crop_scale, seed, workers, holdout, train_limit, val_limit, device, init, resume,
+            progress) -> None:
     """Train an RS-Net (one model, every resolution) or the per-resolution baselines.
 
     One step crops each image once, resizes the crop to every resolution and sums the losses
@@ -71,12 +73,13 @@ def command(data, arch, res, out, mode, kd, width_mult, small_input, quant, epoc
       torchrun --standalone --nproc_per_node 2 -m edgeres train ... --out runs/rs   # DDP
       edgeres --config train.toml train --out runs/rs         # [train] table sets any option
     """
+    from edgeres.arch import parse_arch_kwargs
     from edgeres.train import TrainConfig, train
 
-    options = dict(data=data or "fashion-mnist-mini", arch=arch, mode=mode, kd=kd, width_mult=width_mult,
-                   small_input=small_input, quant=quant, epochs=epochs, batch_size=batch_size, lr=lr,
-                   loss_reduction=loss_reduction, bn_calib_images=bn_calib_images, dropout=dropout,
-                   clip_grad_norm=clip_grad_norm,
+    options = dict(data=data or "fashion-mnist-mini", arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs),
+                   mode=mode, kd=kd, width_mult=width_mult, small_input=small_input, quant=quant, epochs=epochs,
+                   batch_size=batch_size, lr=lr, loss_reduction=loss_reduction, bn_calib_images=bn_calib_images,
+                   dropout=dropout, clip_grad_norm=clip_grad_norm,
                    warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                    crop_scale=_floats(crop_scale, "--crop-scale"), seed=seed, workers=workers, holdout=holdout,
                    train_limit=train_limit, val_limit=val_limit, device=device, init=init, resume=resume,

@@ -39,7 +39,7 @@ class Source:
         return STEP_RULE if quant is not None and parse_quant(quant)[1] is not None else FLOAT_RULE
 
     def graph_name(self, tag: str) -> str:
-        return f"{self.info.arch.name}_{tag}.onnx"
+        return f"{self.info.arch.slug}_{tag}.onnx"  # slug: timm:x / module:factory names hold a colon
 
 
 def graph_metadata(src: Source, **extra: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from edgeres import _optional
 from edgeres._io import atomic_path, contained, sha256_file
+from edgeres.arch import arch_code_trusted
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import read_manifest, require, write_manifest
 from edgeres.manifests.checkpoint import WEIGHTS_FILE, CheckpointInfo, checkpoint_dir
@@ -28,8 +29,13 @@ def save_checkpoint(directory: str | os.PathLike, model, info: CheckpointInfo) -
     return directory
 
 
-def load_checkpoint(directory: str | os.PathLike, device: str = "cpu"):
-    """Rebuild the RS-Net from the directory alone; returns (model in eval mode, CheckpointInfo, sha256)."""
+def load_checkpoint(directory: str | os.PathLike, device: str = "cpu", trust_arch: bool | str = False):
+    """Rebuild the RS-Net from the directory alone; returns (model in eval mode, CheckpointInfo, sha256).
+
+    A checkpoint whose arch is a `module.path:factory` imports that module: only with the user's say-so,
+    `trust_arch=True` (the CLI's --trust-arch), `trust_arch=<the same --arch string>`, or inside
+    `edgeres.arch.trusting_arch_code()`. Otherwise it is refused before anything is imported.
+    """
     _optional.torch("loading a checkpoint")
     from edgeres.models.rsnet import build_rsnet
 
@@ -37,6 +43,10 @@ def load_checkpoint(directory: str | os.PathLike, device: str = "cpu"):
     data = read_manifest(directory, "checkpoint")
     where = data["_path"]
     info = CheckpointInfo.from_json(data, where)
+    if not arch_code_trusted(info.arch, trust_arch):
+        raise EdgeresError(f"{directory} builds its model by importing your code {info.arch.name!r} "
+                           "(checkpoint.json arch): pass --trust-arch if you trust this checkpoint "
+                           "(Python: load_checkpoint(..., trust_arch=True))")
     weights = require(data, "weights", dict, where)
     path = contained(directory, require(weights, "file", str, where))
     digest = sha256_file(path) if path.is_file() else None
@@ -50,6 +60,11 @@ def load_checkpoint(directory: str | os.PathLike, device: str = "cpu"):
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
     """A state dict from .safetensors, or .pt/.pth via torch.load(weights_only=True): never runs a pickle."""
+    return load_weights_file(path)[0]
+
+
+def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict, scalar facts of its wrapper dict such as epoch/arch/best_acc), loaded as load_state_dict_file."""
     torch = _optional.torch("loading weights")
     path = Path(path)
     if not path.is_file():
@@ -63,12 +78,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any parse failure of untrusted bytes is the user's file, not a bug
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeresError(f"cannot load weights from {path}: not a plain tensor state dict ({first[:200]})") from None
+    meta: dict[str, Any] = {}
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
+            meta = {k: v for k, v in state.items() if isinstance(v, (str, int, float, bool))}
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgeresError(f"{path} does not hold a state dict of tensors: save model.state_dict()")
-    return state
+    return state, meta
 
 
 def load_into(model, state: dict[str, Any], what: str) -> None:

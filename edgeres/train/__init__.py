@@ -21,7 +21,8 @@ class TrainConfig:
 
     out: str  # checkpoint directory (individual mode: a directory of individual-<res> checkpoints)
     data: str = "fashion-mnist-mini"  # built-in name or ImageFolder root (train/, val/)
-    arch: str = "mobilenet_v2"
+    arch: str = "mobilenet_v2"  # see edgeres.arch.ARCH_HELP: torchvision NAME, timm:NAME or module.path:factory
+    arch_kwargs: dict = field(default_factory=dict)  # the architecture builder's keyword arguments (JSON)
     res: tuple[int, ...] = (224, 192, 160, 128, 96)  # the paper's ImageNet set; stored high -> low
     mode: str = "rsnet"  # rsnet = parallel + MRED (Sec. 3.3); parallel = Σ CE only; individual = I-Nets
     kd: str = "full"  # full MRED (ensemble + top-down, λ = 2/(S+1)) or vanilla (ensemble only, λ = 1)

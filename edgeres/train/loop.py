@@ -48,7 +48,7 @@ def state_dir(out: str | Path) -> Path:
 def validate(config):
     """Every check that needs data or a model, before anything is trained or written; returns (data, spec)."""
     data = split_data(config.data, config.holdout, config.train_limit, config.val_limit)
-    spec = arch_spec(config.arch, data.info, config.width_mult, config.small_input, config.quant)
+    spec = arch_spec(config.arch, data.info, config.width_mult, config.small_input, config.quant, config.arch_kwargs)
     net = set_classifier_dropout(build_checked(spec, config.res), config.dropout)
     if config.init:
         load_init(net, config.init, spec, config.res)

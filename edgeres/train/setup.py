@@ -12,7 +12,7 @@ from torch import nn
 from edgeres.arch import ArchSpec, parse_quant
 from edgeres.data import BUILTINS, DatasetInfo, ImageSet, open_images
 from edgeres.errors import EdgeresError
-from edgeres.models import build_rsnet, check_resolutions_fit, set_resolution
+from edgeres.models import at_resolution, build_rsnet, check_resolutions_fit, set_resolution
 from edgeres.train.losses import ensemble_logits
 
 # The holdout split is drawn with a fixed seed, not --seed: runs with different seeds (or an lr sweep) are
@@ -70,13 +70,14 @@ def data_label(data: str) -> str:
     return data if data in BUILTINS else str(Path(data).resolve())
 
 
-def arch_spec(arch: str, info: DatasetInfo, width_mult: float, small_input: bool, quant: str | None) -> ArchSpec:
+def arch_spec(arch: str, info: DatasetInfo, width_mult: float, small_input: bool, quant: str | None,
+              arch_kwargs: dict | None = None) -> ArchSpec:
     """The architecture for this data: classes and channels come from the data, never from a flag."""
     if quant is not None:
         w_bits, a_bits = parse_quant(quant)
         quant = f"w{w_bits}a{a_bits or 32}"
     return ArchSpec(arch, num_classes=len(info.classes), in_channels=info.channels, width_mult=width_mult,
-                    small_input=small_input, quant=quant)
+                    small_input=small_input, quant=quant, kwargs=arch_kwargs or {})
 
 
 def set_classifier_dropout(model: nn.Module, p: float) -> nn.Module:
@@ -95,10 +96,31 @@ def set_classifier_dropout(model: nn.Module, p: float) -> nn.Module:
 
 
 def build_checked(spec: ArchSpec, resolutions: Sequence[int]) -> nn.Module:
-    """build_rsnet plus the check that every resolution passes through it (one dummy image each)."""
+    """build_rsnet plus the checks that every resolution passes through it (one dummy image each) and that
+    a model the user's factory built predicts the data's classes from its channels."""
     model = build_rsnet(spec, resolutions)
+    if spec.kind == "factory":
+        _check_factory_io(model, spec, min(resolutions))
     check_resolutions_fit(model, resolutions, spec.in_channels)
     return model
+
+
+def _check_factory_io(model: nn.Module, spec: ArchSpec, res: int) -> None:
+    """The factory builds what it builds: its stem's channels and its output width must be the data's."""
+    from edgeres.models.rsnet import first_conv
+    stem = first_conv(model)[1]
+    channels = stem.in_channels
+    classes = None
+    if channels == spec.in_channels:
+        with torch.no_grad(), at_resolution(model, res):
+            was = model.training
+            classes = model.eval()(torch.zeros(1, channels, res, res)).shape[-1]
+            model.train(was)
+    if classes != spec.num_classes:
+        raise EdgeresError(f"--arch {spec.name} builds a model for {channels}-channel images"
+                           f"{'' if classes is None else f' and {classes} classes'}, the data has "
+                           f"{spec.in_channels}-channel images of {spec.num_classes} classes: pass the factory's "
+                           "own arguments in --arch-kwargs")
 
 
 def load_init(model: nn.Module, checkpoint: str, spec: ArchSpec, resolutions: Sequence[int]) -> None:
@@ -109,13 +131,13 @@ def load_init(model: nn.Module, checkpoint: str, spec: ArchSpec, resolutions: Se
     """
     from edgeres.models.checkpoint import load_checkpoint, load_into
     from edgeres.models.lq import is_quantizer_key
-    source, info, _ = load_checkpoint(checkpoint)
+    source, info, _ = load_checkpoint(checkpoint, trust_arch=spec.name)  # the same --arch re-stated: trusted
     theirs, ours = info.arch, spec
     if theirs.num_classes != ours.num_classes:
         raise EdgeresError(f"--init {checkpoint} predicts {theirs.num_classes} classes but the data has "
                            f"{ours.num_classes}: use a checkpoint trained on this data")
-    if (theirs.name, theirs.width_mult, theirs.small_input, theirs.in_channels) != \
-            (ours.name, ours.width_mult, ours.small_input, ours.in_channels):
+    if (theirs.name, theirs.width_mult, theirs.small_input, theirs.in_channels, theirs.kwargs) != \
+            (ours.name, ours.width_mult, ours.small_input, ours.in_channels, ours.kwargs):
         raise EdgeresError(f"--init {checkpoint} is a {_describe(theirs)}, this run trains a {_describe(ours)}: "
                            "use the same --arch, --width-mult and --small-input, and data with the same channels")
     if tuple(info.resolutions) != tuple(resolutions):
