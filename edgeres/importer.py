@@ -27,7 +27,7 @@ NO_DATA_CROP_RATIO = 0.875  # without --data: the ImageNet eval convention (RS-N
 
 
 def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[int] | str, out: str | os.PathLike,
-                 data: str | None = None, num_classes: int | None = None, in_channels: int | None = None,
+                 *, data: str | None = None, num_classes: int | None = None, in_channels: int | None = None,
                  small_input: bool = False, width_mult: float = 1.0, recalibrate: bool = True,
                  calib_images: int = 512, batch_size: int = 64, finetune_epochs: int = 0,
                  finetune_options: dict | None = None, measure: bool = True, val_limit: int | None = None,
