@@ -3,7 +3,7 @@ import os
 
 import click
 
-from edgeres.options import data_option, out_option, res_option
+from edgeres.options import FiniteFloat, data_option, out_option, res_option
 
 
 def _floats(value: str, name: str) -> tuple[float, ...]:
@@ -28,12 +28,12 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--quant", default=None, metavar="lq:wKaJ", help="LQ-Nets quantization shared by all resolutions, e.g. lq:w2a2.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True, help="Global batch (all processes).")
-@click.option("--lr", type=float, default=0.03, show_default=True, help="Peak SGD learning rate (after warm-up). The loss sums S resolutions (+ MRED), so "
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.03, show_default=True, help="Peak SGD learning rate (after warm-up). The loss sums S resolutions (+ MRED), so "
                    "gradients grow ~S-fold: with 5 resolutions on fashion-mnist-mini 0.03 diverged on 10k images "
                    "while 0.01 trained; lower it if the loss rises.")
-@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--warmup-epochs", type=FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
+@click.option("--label-smoothing", type=FiniteFloat(min=0, max=0.999999), default=0.0, show_default=True)
 @click.option("--crop-scale", default="0.08,1.0", show_default=True, metavar="MIN,MAX",
               help="RandomResizedCrop area range; 0.5,1 suits 28 px images.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -16,7 +16,12 @@ from edgeres import _optional
 from edgeres.arch import ArchSpec
 from edgeres.errors import EdgeresError
 from edgeres.manifests.checkpoint import CheckpointInfo
-from edgeres.models.checkpoint import load_into, load_state_dict_file, save_checkpoint
+from edgeres.models.checkpoint import (
+    check_checkpoint_out,
+    load_into,
+    load_state_dict_file,
+    save_checkpoint,
+)
 from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger("edgeres.import")
@@ -40,6 +45,7 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
     from edgeres.train.setup import data_label
 
     resolutions = parse_resolutions(resolutions)
+    check_checkpoint_out(out)
     train_images = open_images(data, "train")
     info = train_images.info
     spec = ArchSpec(arch, num_classes=num_classes or len(info.classes), in_channels=in_channels or info.channels,
