@@ -371,12 +371,13 @@ def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes
 
 
 def check_images(ctx: BuildContext, graph: GraphEntry, limit: int = CHECK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
-    """The first `limit` val images of the export's data, preprocessed as at evaluation."""
+    """`limit` val images of the export's data (every class: data.SUBSET_RULE), preprocessed as at evaluation."""
     from edgeres.data import eval_batches, open_images
+    from edgeres.evaluate import subset
     images = open_images(ctx.data or ctx.export.get("verify_data") or ctx.export["data"], "val")
     norm = ctx.export["normalization"]
     x, y = zip(*eval_batches(images, graph.resolution, norm["mean"], norm["std"],
-                             ctx.export.get("eval_crop_ratio", 1.0), limit=limit))
+                             ctx.export.get("eval_crop_ratio", 1.0), indices=subset(images, limit)))
     return np.concatenate(x), np.concatenate(y)
 
 

@@ -1,7 +1,7 @@
 """Top-1/top-5 of built artifacts on the eval data, with the same preprocessing as every other stage."""
 from edgeres.build.targets import GraphEntry
 from edgeres.data import ImageSet
-from edgeres.evaluate import Scorer, evaluate_scorers
+from edgeres.evaluate import Scorer, evaluate_scorers, subset_rule
 
 DYNAMIC_BATCH = 64  # batch for graphs exported with a dynamic batch axis
 
@@ -18,4 +18,4 @@ def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: d
     norm = export["normalization"]
     result = evaluate_scorers({graph.resolution: scorer}, images, norm["mean"], norm["std"],
                               export["eval_crop_ratio"], graph_batch(graph), limit)[graph.resolution]
-    return {**result.to_json(), "measured_with": measured_with}
+    return {**result.to_json(), "measured_with": measured_with, "subset": subset_rule(images, limit)}
