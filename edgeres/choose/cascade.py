@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgeres._io import write_json
-from edgeres.errors import EdgeresError
+from edgeres._io import check_out_dir, relative_to, resolve_from, staged_dir, write_json
+from edgeres.errors import EdgeresError, EdgeresUsageError
 
 CASCADE_FILE = "cascade.json"
+MARKERS = (CASCADE_FILE,)
 TUNE_SPLITS = ("val-half", "train")
 
 
@@ -245,8 +246,8 @@ class CascadeRunner:
         """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json."""
         from edgeres._io import read_json
         data = read_json(path, "cascade result")
-        return cls.from_manifest(data["source"]["path"], data["thresholds"], data["confidence"],
-                                 data["source"]["target"], threads)
+        source = resolve_from(Path(path).parent, data["source"]["path"])  # relative to cascade.json
+        return cls.from_manifest(source, data["thresholds"], data["confidence"], data["source"]["target"], threads)
 
     def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
         from edgeres.data import eval_image, normalize
@@ -307,11 +308,13 @@ class CascadeReport:
     def row(self, method: str) -> MethodRow:
         return next(r for r in self.rows if r.method == method)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, base: str | os.PathLike | None = None) -> dict[str, Any]:
+        """cascade.json; with `base` (its directory) the paths in it are relative to it, so it can move."""
         src = self.source
+        where = (lambda p: relative_to(p, base)) if base is not None else str
         return {"kind": "cascade", "format_version": 1,
-                "source": {"path": str(src.path), "target": src.target},
-                "stages": [{"resolution": s.resolution, "file": str(s.path), "macs": s.macs} for s in src.stages],
+                "source": {"path": where(src.path), "target": src.target},
+                "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs} for s in src.stages],
                 "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
                            "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
@@ -329,8 +332,10 @@ def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_dro
     tune_on="train": tune on the first N train images, report on all N val images. `limit` caps the val
     images used. Writes `out/cascade.json` when `out` is given.
     """
-    if max_drop < 0:
-        raise EdgeresError(f"--max-drop must be >= 0 points, got {max_drop}")
+    if not (math.isfinite(max_drop) and max_drop >= 0):
+        raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if out is not None:
+        check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads)
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
     (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
@@ -345,7 +350,8 @@ def evaluate_cascade(source: str | os.PathLike, data: str | None = None, max_dro
     rows = _measure(runner, report_set, report_idx, seed)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows)
     if out is not None:
-        write_json(Path(out) / CASCADE_FILE, report.to_json())
+        with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
+            write_json(tmp / CASCADE_FILE, report.to_json(out))
     return report
 
 

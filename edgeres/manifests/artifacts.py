@@ -48,12 +48,32 @@ def read_artifacts(directory: str | os.PathLike) -> tuple[dict[str, Any], list[A
     directory = Path(directory)
     if (directory / "build.json").is_file() or directory.name == "build.json":
         manifest = read_manifest(directory, "build")
+        _check_export_unchanged(manifest)
         return manifest, _from_build(manifest)
     if (directory / "export.json").is_file() or directory.name == "export.json":
         manifest = read_manifest(directory, "export")
         return manifest, _from_export(manifest)
     raise EdgeresError(f"{directory} has neither build.json nor export.json: pass the output directory of "
                        "`edgeres build` or `edgeres export`")
+
+
+def _check_export_unchanged(build: dict) -> None:
+    """build.json records the sha256 of the export.json it was built from: a re-export since (other graphs,
+    maybe another checkpoint) makes its artifacts stale. An export that is not there (a build copied to the
+    device alone) cannot be checked."""
+    recorded = build.get("export") if isinstance(build.get("export"), dict) else {}
+    path, sha = recorded.get("path"), recorded.get("sha256")
+    if not (isinstance(path, str) and isinstance(sha, str)):
+        return
+    export = Path(path) if Path(path).is_absolute() else Path(build["_path"]).parent / path
+    if export.is_file() and sha256_file(export) != sha:
+        rows = build.get("artifacts") if isinstance(build.get("artifacts"), list) else []
+        targets = sorted({r["target"] for r in rows if isinstance(r, dict) and isinstance(r.get("target"), str)})
+        again = " ".join(f"--target {t}" for t in targets) or "--target ..."
+        out = Path(build["_path"]).parent
+        again += "" if out.resolve() == export.parent.resolve() else f" --out {out}"
+        raise EdgeresError(f"{build['_path']} is stale: {export} changed after this build (re-exported?): "
+                           f"rebuild with edgeres build {export.parent} {again}")
 
 
 def _source(manifest: dict, kind: str) -> dict[str, Any]:
