@@ -482,7 +482,15 @@ def _interrupt_build(ws, case):
     shutil.copytree(ws / "bld", case / "bld")
     argv = ["build", str(ws / "exp"), "--out", str(case / "bld"), "--target", "ort-fp32", "--target", "ort-int8",
             "--recalibrate", "--calib-images", "400", "--eval-images", "400"]
-    return argv, _staged(case, "bld", "ort-fp32/*.onnx"), case / "bld"
+    old = {p.name: p.stat().st_ino for p in (case / "bld" / "ort-fp32").iterdir()}
+
+    def rebuilt_fp32() -> bool:  # the copy starts as hard links of the old build: wait for a new file in it
+        try:
+            return any(p.name in old and p.stat().st_ino != old[p.name]
+                       for tmp in case.glob(".bld.*.tmp") for p in tmp.glob("ort-fp32/*.onnx"))
+        except FileNotFoundError:  # replaced or removed while we looked
+            return False
+    return argv, rebuilt_fp32, case / "bld"
 
 
 def _interrupt_train(ws, case):
@@ -495,7 +503,13 @@ def _interrupt_bench(ws, case):
     argv = ["bench", str(ws / "bld"), "--min-time", "60", "--target", "ort-fp32", "--res", "12", "--out",
             str(case / "b")]
     staged = _staged(case, "b")
-    return argv, lambda: staged() and time.sleep(0.3) is None, case / "b"
+
+    def measuring() -> bool:  # the staging dir exists from the start; give the timed runs a moment
+        if not staged():
+            return False
+        time.sleep(0.3)
+        return True
+    return argv, measuring, case / "b"
 
 
 INTERRUPTS = {"export": _interrupt_export, "build": _interrupt_build, "train": _interrupt_train,

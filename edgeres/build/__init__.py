@@ -77,7 +77,7 @@ def graph_entries(export: dict, export_dir: Path, resolutions=None) -> list[Grap
     """export.json graphs (all, or the requested resolutions), each checked against its recorded sha256."""
     where = f"export manifest {export['_path']}"
     graphs = [graph_entry(g, export_dir, where) for g in require(export, "graphs", list, where)]
-    if resolutions:
+    if resolutions is not None:  # "" is refused by parse_resolutions, not taken for "all"
         wanted = parse_resolutions(resolutions)
         have = {g.resolution for g in graphs}
         missing = [r for r in wanted if r not in have]
