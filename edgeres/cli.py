@@ -6,12 +6,13 @@ a bug and keeps its traceback.
 """
 import importlib
 import logging
+import signal
 import sys
 
 import click
 
 from edgeres import __version__
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, Interrupted, one_line
 
 # command name -> module under edgeres.commands (each defines `command`)
 COMMANDS = {
@@ -33,8 +34,13 @@ class EdgeresGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgeresError as exc:
-            click.echo(f"edgeres: error: {exc}", err=True)
+            click.echo(f"edgeres: error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _terminate: temporaries are gone by now
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            click.echo(f"edgeres: interrupted by {signal.Signals(signum).name}: outputs are as they were before "
+                       "this run (re-run the command to finish)", err=True)
+            ctx.exit(128 + signum)  # the shell's convention for "ended by signal N"
 
 
 def _load_config(ctx: click.Context, _param, path):
@@ -42,8 +48,10 @@ def _load_config(ctx: click.Context, _param, path):
     if path is None:
         return None
     from edgeres.config import load_toml_defaults
+    group = ctx.command
+    options = {name: [p.name for p in group.get_command(ctx, name).params] for name in COMMANDS}
     try:
-        ctx.default_map = load_toml_defaults(path, COMMANDS)
+        ctx.default_map = load_toml_defaults(path, options)
     except EdgeresError as exc:
         raise click.BadParameter(str(exc)) from None
     return path
@@ -70,7 +78,12 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _terminate(signum, _frame) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)  # run `finally` blocks (temp cleanup) as Ctrl-C does
     cli(prog_name="edgeres")
 
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, EdgeresUsageError
 
 BUILTIN_DIR = Path(__file__).parent / "datasets"
 BUILTINS = ("fashion-mnist-mini",)
@@ -69,8 +69,11 @@ class FolderImageSet(ImageSet):
             with Image.open(self.paths[index]) as img:
                 return np.asarray(img.convert("L" if self.info.channels == 1 else "RGB")).reshape(
                     img.height, img.width, self.info.channels)
+        except Image.DecompressionBombError as exc:  # a tiny file that would decode to gigabytes
+            raise EdgeresError(f"image {self.paths[index]} is too large to decode safely ({exc}): remove or "
+                               "shrink it") from None
         except OSError as exc:
-            raise EdgeresError(f"cannot read image {self.paths[index]}: {exc}") from None
+            raise EdgeresError(f"cannot read image {self.paths[index]}: {exc}: remove or replace it") from None
 
 
 def open_images(data: str | os.PathLike, split: str) -> ImageSet:
@@ -123,6 +126,30 @@ def _folder(root: Path, split: str) -> FolderImageSet:
         digest.update(f"{p.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     info = DatasetInfo(str(root), tuple(classes), 3, IMAGENET_MEAN, IMAGENET_STD, 0.875)
     return FolderImageSet(info, split, paths, np.asarray(labels, np.int64), f"{root.name}:{split}:{digest.hexdigest()[:16]}")
+
+
+SUBSET_RULE = "stratified by class, seed 0"  # how N of the eval images are chosen (recorded in manifests)
+
+
+def stratified_indices(labels, count: int, seed: int = 0) -> np.ndarray:
+    """`count` indices into `labels` (ascending) holding each class's share of the whole.
+
+    Folder datasets are ordered by class, so "the first N" would cover the first classes only. Class c of
+    n_c images gets floor(count * n_c / n) images, the few left over go to the largest remainders (ties: the
+    lower class label); which images of a class is drawn with `seed`. All indices when count >= n.
+    """
+    labels = np.asarray(labels)
+    if count < 1:
+        raise EdgeresUsageError(f"an image subset needs at least 1 image, got {count}")
+    if count >= len(labels):
+        return np.arange(len(labels))
+    classes, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    take, remainder = np.divmod(count * sizes, len(labels))  # exact integer shares
+    order = np.lexsort((classes, -remainder))  # largest remainder first, then class label
+    take[order[:count - int(take.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(inverse == c), size=int(t), replace=False) for c, t in enumerate(take)]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
 def eval_image(image: np.ndarray, res: int, crop_ratio: float) -> np.ndarray:

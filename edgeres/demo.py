@@ -36,6 +36,7 @@ class DemoConfig:
     progress: bool = True
 
 
+DEMO_MARKERS = ("checkpoint/checkpoint.json", "checkpoint.resume")  # a previous (maybe interrupted) demo
 TOY = dict(res=(28, 20, 12), width_mult=0.25, epochs=1, train_limit=256, val_limit=200, calib_images=32, eval_images=200,
            bench_min_time_s=0.05, bench_min_runs=5)
 
@@ -47,7 +48,8 @@ def toy_config(out: str) -> DemoConfig:
 
 def run_demo(config: DemoConfig) -> dict[str, Path]:
     """Run every stage into config.out; return where each stage's output went."""
-    out = Path(config.out)
+    from edgeres._io import check_out_dir
+    out = check_out_dir(config.out, DEMO_MARKERS, "demo")  # a user's folder is refused before training
     paths = {"checkpoint": out / "checkpoint", "export": out / "export", "build": out / "build",
              "bench": out / "bench", "cascade": out / "cascade", "report": out / "report"}
     for name, stage in (("checkpoint", _train), ("export", _export), ("build", _build), ("bench", _bench),

@@ -14,3 +14,24 @@ class EdgeresUsageError(EdgeresError):
     """Bad command-line usage (an option value that cannot work)."""
 
     exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM turned into an exception (like SIGINT's KeyboardInterrupt), so that `finally` blocks remove
+    half-written temporaries before the process ends."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def one_line(message: str) -> str:
+    """The message as one line. An error raised in a DataLoader worker comes back wrapped by torch as
+    "Caught X in DataLoader worker process 0.\\nOriginal Traceback ...\\nmodule.X: <message>": keep <message>."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1 and lines[1].startswith("Original Traceback"):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ", 1)[0] else last
+    return "; ".join(lines)

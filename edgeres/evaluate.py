@@ -9,7 +9,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgeres.data import ImageSet, eval_batches, open_images
+from edgeres.data import (
+    SUBSET_RULE,
+    ImageSet,
+    eval_batches,
+    open_images,
+    stratified_indices,
+)
 from edgeres.errors import EdgeresError
 from edgeres.resolutions import parse_resolutions
 from edgeres.runtimes import open_runner
@@ -48,9 +54,27 @@ def accuracy_of(batches: Iterable[tuple[np.ndarray, np.ndarray]], score: Scorer)
 
 def evaluate_scorers(scorers: dict[int, Scorer], images: ImageSet, mean, std, crop_ratio: float,
                      batch_size: int = 64, limit: int | None = None) -> dict[int, Accuracy]:
-    """Accuracy of one scorer per resolution on the same images."""
-    return {res: accuracy_of(eval_batches(images, res, mean, std, crop_ratio, batch_size, limit), score)
+    """Accuracy of one scorer per resolution on the same images (`limit`: a class-stratified subset)."""
+    indices = subset(images, limit)
+    return {res: accuracy_of(eval_batches(images, res, mean, std, crop_ratio, batch_size, indices=indices), score)
             for res, score in scorers.items()}
+
+
+def subset(images: ImageSet, limit: int | None):
+    """The indices of `limit` images (SUBSET_RULE), None for all of them."""
+    return None if limit is None or limit >= len(images) else stratified_indices(images.labels, limit)
+
+
+def subset_rule(images: ImageSet, limit: int | None) -> str:
+    """What a manifest records about which images were used."""
+    return "all" if subset(images, limit) is None else f"{limit} of {len(images)}, {SUBSET_RULE}"
+
+
+def results_json(results: dict, source, split: str, limit: int | None) -> dict:
+    """What `edgeres eval --json` writes: kind "eval", so that a later run may replace it (and nothing else)."""
+    return {"kind": "eval", "format_version": 1, "source": str(source), "split": split,
+            "subset": "all" if limit is None else f"at most {limit} images, {SUBSET_RULE}",
+            "results": {str(r): a.to_json() for r, a in results.items()}}
 
 
 def torch_scorer(model, res: int, allow_nearest: bool = False, device: str = "cpu") -> Scorer:
@@ -71,7 +95,8 @@ def evaluate(checkpoint: str | os.PathLike, *, data: str | None = None, resoluti
     model, info, _ = load_checkpoint(checkpoint)
     images = open_images(data or info.data, split)
     check_classes(images, info.arch.num_classes, checkpoint)
-    res_list = parse_resolutions(resolutions) if resolutions else info.resolutions
+    check_channels(images, info.arch.in_channels, checkpoint)
+    res_list = parse_resolutions(resolutions) if resolutions is not None else info.resolutions
     for r in res_list:  # fail on an out-of-range resolution before any work
         choose_bn(r, info.resolutions, allow_nearest)
     scorers = {r: torch_scorer(model, r, allow_nearest) for r in res_list}
@@ -82,6 +107,13 @@ def check_classes(images: ImageSet, num_classes: int, source) -> None:
     if len(images.info.classes) != num_classes:
         raise EdgeresError(f"{images.info.name} has {len(images.info.classes)} classes but {source} predicts "
                            f"{num_classes}: use the data the model was trained on")
+
+
+def check_channels(images: ImageSet, channels: int | None, source, flag: str = "--data") -> None:
+    """Images with the channel count the model takes (None: unknown, nothing to check)."""
+    if channels is not None and images.info.channels != channels:
+        raise EdgeresError(f"{flag} {images.info.name} has {images.info.channels}-channel images but {source} "
+                           f"take {channels}-channel images: pass the {flag} the model was trained on")
 
 
 # ONNX artifacts (export/build outputs): ONNX Runtime only, no torch, so the device side can run it too.
@@ -107,11 +139,12 @@ def evaluate_onnx(path: str | os.PathLike, *, data: str | None = None,
     images = open_images(data or manifest.data, split)
     check_classes(images, len(manifest.classes), manifest.path)
     pre = manifest.preprocessing
+    check_channels(images, pre.channels, f"the graphs of {manifest.path}")
     results = {}
     for artifact in entries:
         runner = open_runner(artifact, spinning=True)
         batches = eval_batches(images, artifact.resolution, pre.mean, pre.std, pre.crop_ratio,
-                               runner.static_batch or batch_size, limit)
+                               runner.static_batch or batch_size, indices=subset(images, limit))
         results[f"{artifact.target}@{artifact.resolution}"] = accuracy_of(batches, runner.infer)
         runner.close()
     return results

@@ -18,7 +18,7 @@ from edgeres import _optional
 from edgeres.arch import ArchSpec, arch_kind
 from edgeres.errors import EdgeresError
 from edgeres.manifests.checkpoint import CheckpointInfo
-from edgeres.models.checkpoint import load_into, load_weights_file, save_checkpoint
+from edgeres.models.checkpoint import check_checkpoint_out, load_into, load_weights_file, save_checkpoint
 from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger("edgeres.import")
@@ -52,6 +52,7 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
         return _import_official(arch, weights, state, wrapper, resolutions, out, data, mean, std, measure,
                                 val_limit)
     resolutions = parse_resolutions(resolutions)
+    check_checkpoint_out(out)
     if data is None and (recalibrate or finetune_epochs):
         raise EdgeresError("recalibrating (or fine-tuning) needs images: pass --data DIR (an ImageFolder root "
                            "with train/ and val/), or --no-recalibrate to keep the BN statistics as they are")

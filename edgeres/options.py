@@ -1,16 +1,59 @@
-"""Option decorators shared by several commands."""
+"""Option decorators and value types shared by several commands."""
+import math
 from typing import Callable
 
 import click
 
 
+class FiniteFloat(click.ParamType):
+    """A float that is a number (not nan/inf), optionally bounded: click.FloatRange lets nan through, since
+    every comparison with nan is false."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, min_open: bool = False, max: float | None = None):
+        self.min, self.min_open, self.max = min, min_open, max
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        low_bad = self.min is not None and (number <= self.min if self.min_open else number < self.min)
+        if low_bad or (self.max is not None and number > self.max):
+            self.fail(f"{number:g} is not in {self._range()}", param, ctx)
+        return number
+
+    def _range(self) -> str:
+        low = "-inf" if self.min is None else f"{self.min:g}"
+        high = "inf" if self.max is None else f"{self.max:g}"
+        return f"{'(' if self.min_open or self.min is None else '['}{low}, {high}]"
+
+
+def _non_empty(_ctx, param, value):
+    """--res "" would otherwise mean "the default" without a word: refuse it."""
+    if value is not None and not str(value).strip(" ,"):
+        raise click.BadParameter("is empty: pass resolutions such as 224,128, or leave the option out for the "
+                                 "default", param=param)
+    return value
+
+
 def res_option(required: bool = False, help_text: str = "Resolutions in pixels, e.g. 224,192,160,128,96 (any order).") -> Callable:
-    return click.option("--res", "res", required=required, default=None, metavar="R1,R2,...", help=help_text)
+    return click.option("--res", "res", required=required, default=None, metavar="R1,R2,...", help=help_text,
+                        callback=_non_empty)
 
 
 def data_option(required: bool = False) -> Callable:
-    return click.option("--data", default=None, required=required, metavar="NAME|DIR",
+    return click.option("--data", default=None, required=required, metavar="NAME|DIR", callback=_non_empty_data,
                         help="Built-in dataset (fashion-mnist-mini) or an ImageFolder root with train/ and val/.")
+
+
+def _non_empty_data(_ctx, param, value):
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("is empty: pass a built-in dataset name or an ImageFolder directory", param=param)
+    return value
 
 
 def out_option(required: bool = True, help_text: str = "Output directory.") -> Callable:

@@ -1,11 +1,13 @@
 """Input resolutions: parsed and validated in one place, always stored sorted high -> low.
 
+A bad value is a usage error (exit 2): resolutions come from the command line or a config file.
+
 The order matters: MRED distils from higher to lower resolutions (RS-Nets Sec. 3.3), so whatever order a
 user types, index 0 is the highest resolution.
 """
 from typing import Iterable
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresUsageError
 
 MIN_RES, MAX_RES = 8, 2048  # below 8 px a CNN stem has nothing left; above 2048 is not a classifier input
 
@@ -19,7 +21,7 @@ def parse_resolutions(value: str | int | Iterable[int | str]) -> tuple[int, ...]
     else:
         items = list(value)
     if not items:
-        raise EdgeresError("no resolution given: pass e.g. --res 224,192,160,128,96")
+        raise EdgeresUsageError("no resolution given: pass e.g. --res 224,192,160,128,96")
     return tuple(sorted({_one(v) for v in items}, reverse=True))
 
 
@@ -27,10 +29,10 @@ def _one(value: int | str) -> int:
     try:
         res = int(str(value).strip())
     except ValueError:
-        raise EdgeresError(f"resolution {value!r} is not an integer: pass pixels, e.g. 224") from None
+        raise EdgeresUsageError(f"resolution {value!r} is not an integer: pass pixels, e.g. 224") from None
     if str(value).strip() != str(res) and not isinstance(value, int):
-        raise EdgeresError(f"resolution {value!r} is not an integer: pass pixels, e.g. 224")
+        raise EdgeresUsageError(f"resolution {value!r} is not an integer: pass pixels, e.g. 224")
     if not MIN_RES <= res <= MAX_RES:
-        raise EdgeresError(f"resolution {res} is outside the supported range {MIN_RES}..{MAX_RES} px")
+        raise EdgeresUsageError(f"resolution {res} is outside the supported range {MIN_RES}..{MAX_RES} px")
     return res
 

@@ -213,7 +213,6 @@ def rgb_folder(root):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{dir}", "--max-drop", "-1"], "--max-drop must be >= 0"),
     (["{dir}", "--data", "{rgb}"], "has 3-channel images, the graphs take 1"),
     (["{dir}", "--target", "ort-int8"], "--target applies to a build directory"),
     (["{empty}"], "has neither build.json nor export.json"),

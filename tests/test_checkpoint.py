@@ -77,9 +77,10 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"w": _Payload()}, protocol=2))
-    with pytest.raises(EdgeresError, match="not a plain tensor state dict"):
+    with pytest.raises(EdgeresError, match="refused for safety: it holds pickled Python objects") as refused:
         load_state_dict_file(path)
     assert not (tmp_path / "PWNED").exists()
+    assert "state_dict" in str(refused.value) and "weights_only" not in str(refused.value)
 
 
 def test_not_a_checkpoint_directory(tmp_path):

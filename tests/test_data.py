@@ -74,3 +74,34 @@ def test_bad_data_gives_one_line_errors(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     with pytest.raises(EdgeresError, match="contains no images"):
         open_images(tmp_path, "train")
+
+
+def test_stratified_subset_keeps_each_class_share():
+    from edgeres.data import stratified_indices
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)  # ordered by class, as a folder dataset is
+    # shares count * n_c / 100 rounded down, the rest to the largest remainders: 7 -> 3.5/2.1/1.4 -> 3/2/1 + 1
+    # to class 0; 3 -> 1.5/0.9/0.6 -> 1/0/0 + 2 to classes 1 and 2; 99 -> 49.5/29.7/19.8 -> 49/29/19 + classes 2, 1
+    for count, expected in ((10, [5, 3, 2]), (7, [4, 2, 1]), (3, [1, 1, 1]), (99, [49, 30, 20])):
+        picked = stratified_indices(labels, count)
+        assert len(picked) == count and np.bincount(labels[picked], minlength=3).tolist() == expected, count
+        assert (np.diff(picked) > 0).all()  # ascending, no repeats
+    assert stratified_indices(labels, 100).tolist() == list(range(100))
+    assert stratified_indices(labels, 10).tolist() == stratified_indices(labels, 10).tolist()  # seeded
+    assert stratified_indices(labels, 10, seed=1).tolist() != stratified_indices(labels, 10).tolist()
+    with pytest.raises(EdgeresError):
+        stratified_indices(labels, 0)
+
+
+def test_eval_limit_covers_every_class_of_a_folder_dataset(tmp_path):
+    from edgeres.evaluate import evaluate_scorers
+    for cls in ("a", "b", "c", "d"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(tmp_path / "val" / cls / f"{i}.png")
+    images = open_images(tmp_path, "val")
+    seen = []
+    evaluate_scorers({8: lambda x: seen.append(len(x)) or np.zeros((len(x), 4), np.float32)}, images,
+                     (0.5,) * 3, (0.5,) * 3, 1.0, batch_size=100, limit=8)
+    assert seen == [8]
+    from edgeres.evaluate import subset
+    assert np.bincount(images.labels[subset(images, 8)]).tolist() == [2, 2, 2, 2]

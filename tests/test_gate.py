@@ -65,3 +65,21 @@ def test_normalised_mode_needs_the_reference():
     del old["reference"]
     with pytest.raises(EdgeresError, match="reference workload"):
         compare(old, fake_report(1), normalize=True)
+
+
+def test_a_gate_that_compares_nothing_fails():
+    other = fake_report(1)
+    for row in other["rows"]:
+        row["target"] = "ort-int8"
+    with pytest.raises(EdgeresError, match="has no row this run measures"):
+        compare(fake_report(0), other)
+
+
+@pytest.mark.parametrize("field, theirs, mine", [("graph_sha256", "a" * 64, "b" * 64), ("macs", 1000, 2000)])
+def test_a_baseline_of_another_model_fails(field, theirs, mine):
+    base, current = fake_report(0), fake_report(1)
+    base["rows"][1][field], current["rows"][1][field] = theirs, mine
+    with pytest.raises(EdgeresError, match=f"measured on another model: onnx-fp32@48 has {field}"):
+        compare(base, current)
+    current["rows"][1][field] = theirs
+    assert compare(base, current).passed

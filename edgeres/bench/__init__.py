@@ -8,12 +8,14 @@ Python twin of `edgeres bench`:
 Torch-free at import: PyTorch (eager backend) and TensorRT (cuda/jetson) load only when used.
 """
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
-from edgeres.bench.gate import GateResult, compare
+from edgeres._io import relative_to, sha256_file, staged_dir
+from edgeres.bench.gate import GateResult, check_comparable, compare
 from edgeres.bench.machine import gemm_summary, machine_info
 from edgeres.bench.worker import cell_key, measure
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.artifacts import (EXPORT_TARGET, TORCH_TARGET, Artifact, read_artifacts, select, source_of,
                                         torch_rows)
 from edgeres.runtimes.stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
@@ -21,6 +23,8 @@ from edgeres.runtimes.stats import PERCENTILE_DEFINITION, achieved_gflops, add_r
 DEVICES = {"cpu": "ONNX Runtime CPU (default)", "cuda": "TensorRT engines, or ONNX Runtime's CUDA provider",
            "jetson": "cuda + nvpmodel/clock state + tegrastats power and energy per image"}
 BACKENDS = ("ort", "torch", "trt")
+MARKERS = ("bench.json",)
+OWN_FILES = ("bench.json", "bench.csv")
 
 __all__ = ["BACKENDS", "DEVICES", "EXPORT_TARGET", "TORCH_TARGET", "GateResult", "bench", "compare", "gate"]
 
@@ -29,28 +33,49 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
           resolutions: Sequence[int] | None = None, batch_sizes: Sequence[int] = (1,), threads: int | None = None,
           min_runs: int = 20, min_time_s: float = 1.0, warmup: int = 10, backends: Sequence[str] | None = None,
           out: str | os.PathLike | None = None, processes: int = 1, gemm_size: int = 256,
-          power_s: float = 3.0) -> dict[str, Any]:
+          power_s: float = 3.0, baseline: dict | None = None) -> dict[str, Any]:
     """Bench every artifact of a build dir (build.json) or export dir (export.json); returns the bench report.
 
     Each (target, resolution, batch) gets `warmup` untimed runs, then interleaved timed bursts until it has
     >= `min_runs` samples and >= `min_time_s` seconds of them, in each of `processes` worker processes.
     `backends` default: ("ort",) on cpu, ("trt",) on cuda/jetson when the build has engines. `threads` =
-    intra-op threads (None: the backend's default). Writes bench.json + bench.csv under `out` if given.
+    intra-op threads (None: the backend's default). Writes bench.json + bench.csv under `out` if given
+    (paths in them relative to `out`). `baseline` (a bench report the caller will gate against) is checked
+    before anything is measured: it must share rows with this run, measured on the same graphs.
     """
     _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes)
     manifest, found = read_artifacts(manifest_dir)
     source = source_of(manifest)
     backends, provider = _device_backends(device, backends, found)
     artifacts = _choose(found, backends, targets, resolutions, manifest)
+    if baseline is not None:
+        check_comparable(baseline, [_planned(a, b) for a in artifacts for b in batch_sizes])
     plan = {"artifacts": [a.to_json() for a in artifacts], "batch_sizes": list(batch_sizes), "threads": threads,
             "provider": provider, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s,
             "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None}
-    raw = measure(plan, processes)
-    report = _assemble(source, device, plan, raw, artifacts, processes)
-    if out is not None:
-        from edgeres.manifests.bench import write_bench
-        write_bench(report, out)
+    if out is None:
+        return _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
+    from edgeres.manifests.bench import write_bench
+    with staged_dir(out, MARKERS, "bench", keep=lambda name: name not in OWN_FILES) as tmp:  # refuses a bad --out now
+        report = _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
+        write_bench(_relative_paths(report, Path(out)), tmp)
     return report
+
+
+def _planned(artifact: Artifact, batch: int) -> dict[str, Any]:
+    """What a row of this run will say about its graph, before it is measured (for the baseline check)."""
+    return {**artifact.to_json(), "batch": batch, "graph_sha256": _graph_sha256(artifact)}
+
+
+def _graph_sha256(artifact: Artifact) -> str | None:
+    return sha256_file(artifact.file) if artifact.file else None
+
+
+def _relative_paths(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The report as bench.json stores it: files relative to the bench directory, so it can move with them."""
+    rows = [{**r, **{k: relative_to(r[k], out) for k in ("file", "checkpoint") if r.get(k)}} for r in report["rows"]]
+    source = {**report["source"], "path": relative_to(report["source"]["path"], out)}
+    return {**report, "rows": rows, "source": source}
 
 
 def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, *, statistic: str = "p50",
@@ -63,18 +88,18 @@ def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, 
 
 def _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes) -> None:
     if not batch_sizes or min(batch_sizes) < 1:
-        raise EdgeresError(f"batch sizes must be >= 1 (got {list(batch_sizes)})")
-    if min_runs < 1 or min_time_s < 0 or warmup < 0 or processes < 1:
-        raise EdgeresError("need min_runs >= 1, min_time_s >= 0, warmup >= 0 and processes >= 1")
+        raise EdgeresUsageError(f"batch sizes must be >= 1 (got {list(batch_sizes or [])})")
+    if min_runs < 1 or not min_time_s >= 0 or warmup < 0 or processes < 1:
+        raise EdgeresUsageError("need min_runs >= 1, min_time_s >= 0, warmup >= 0 and processes >= 1")
 
 
 def _device_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[str, ...], str]:
     """(backends, ORT provider) for the device; off-device a one-line error says what is missing."""
     if device not in DEVICES:
-        raise EdgeresError(f"unknown device {device!r}: valid are {', '.join(DEVICES)}")
+        raise EdgeresUsageError(f"unknown device {device!r}: valid are {', '.join(DEVICES)}")
     unknown = sorted(set(backends or ()) - set(BACKENDS))
     if unknown:
-        raise EdgeresError(f"unknown backend {', '.join(unknown)}: valid are {', '.join(BACKENDS)}")
+        raise EdgeresUsageError(f"unknown backend {', '.join(unknown)}: valid are {', '.join(BACKENDS)}")
     if device == "cpu":
         if "trt" in (backends or ()):
             raise EdgeresError("TensorRT engines run only on --device cuda or jetson")
@@ -155,7 +180,7 @@ def _machine(device, plan, reference) -> dict[str, Any]:
 def _row(artifact: Artifact, batch: int, cell: dict, provider: str) -> dict[str, Any]:
     stats = summarize(cell["samples_ms"], cell["chunk_medians_ms"])
     row = artifact.to_json()
-    row.update(batch=batch, provider=provider if artifact.backend == "ort" else artifact.backend, stats=stats,
+    row.update(batch=batch, graph_sha256=_graph_sha256(artifact), provider=provider if artifact.backend == "ort" else artifact.backend, stats=stats,
                img_per_s=throughput(stats["p50"], batch), gflops_per_s=achieved_gflops(artifact.macs, batch, stats["p50"]),
                memory=cell["memory"], power=cell["power"], samples_ms=cell["samples_ms"],
                chunk_medians_ms=cell["chunk_medians_ms"], process_medians_ms=cell["process_medians_ms"])

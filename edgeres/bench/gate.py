@@ -80,13 +80,41 @@ def row_values(report: dict, statistic: str = "p50", normalize: bool = False) ->
 def compare(baseline: dict, current: dict, statistic: str = "p50", max_regression: float = 10.0,
             normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
     """Verdict per row of `current` against `baseline` (both bench reports as dicts)."""
-    if max_regression < 0:
+    if not max_regression >= 0:  # also refuses nan, which no change would ever exceed
         raise EdgeresError(f"--max-regression must be >= 0 (got {max_regression})")
+    check_comparable(baseline, current["rows"])
     base = row_values(baseline, statistic, normalize)
     cur = row_values(current, statistic, normalize)
     rows = [_verdict(k, base.get(k), cur.get(k), max_regression) for k in sorted(set(base) | set(cur), key=str)]
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), -(r.change_pct or 0.0)))
     return GateResult(rows, statistic, max_regression, normalize, fail_on_missing, _notes(baseline, current))
+
+
+def check_comparable(baseline: dict, rows: list[dict]) -> None:
+    """Refuse a gate that would pass while comparing nothing, or while comparing another model's graphs
+    (same row key, different graph: sha256 when both reports record it, else MACs)."""
+    base = {row_key(r): r for r in baseline["rows"]}
+    common = [r for r in rows if row_key(r) in base]
+    where = baseline.get("_path", "the baseline")
+    if not common:
+        mine = ", ".join(sorted({f"{r['target']}@{r['resolution']}" for r in rows})) or "none"
+        theirs = ", ".join(sorted({f"{r['target']}@{r['resolution']}" for r in baseline["rows"]})) or "none"
+        raise EdgeresError(f"{where} has no row this run measures (baseline {theirs}; this run {mine}): the gate "
+                           "would compare nothing; re-record the baseline for this model and these targets")
+    for row in common:
+        field_, theirs, mine = _graph_difference(base[row_key(row)], row)
+        if field_:
+            raise EdgeresError(f"{where} was measured on another model: {row['target']}@{row['resolution']} has "
+                               f"{field_} {theirs} there and {mine} here; re-record the baseline for this model "
+                               "(benchmarks/CI_GATE.md)")
+
+
+def _graph_difference(base: dict, current: dict) -> tuple[str | None, object, object]:
+    for field_ in ("graph_sha256", "macs"):
+        theirs, mine = base.get(field_), current.get(field_)
+        if theirs is not None and mine is not None:
+            return (field_, theirs, mine) if theirs != mine else (None, None, None)
+    return None, None, None
 
 
 def _verdict(key: tuple, base: float | None, cur: float | None, limit: float) -> RowVerdict:

@@ -136,7 +136,19 @@ def load_ranges(path: Path, key: dict) -> dict:
     if diff:
         raise EdgeresError(f"calibration cache {path} does not match this build ({'; '.join(diff)}): "
                            f"pass --recalibrate to replace it or --calib-dir to keep both")
-    return {name: (float(lo), float(hi)) for name, (lo, hi) in cached["ranges"].items()}
+    return {name: _range(value, f"calibration cache {path}: range of {name!r}") for name, value in
+            cached["ranges"].items()}
+
+
+def _range(value, what: str) -> tuple[float, float]:
+    """A (low, high) pair of finite numbers with low <= high."""
+    from edgeres.manifests._base import check_number
+    if not isinstance(value, list) or len(value) != 2:
+        raise EdgeresError(f"{what} is {value!r}, not a [low, high] pair: delete the cache or pass --recalibrate")
+    low, high = (check_number(v, what) for v in value)
+    if low > high:
+        raise EdgeresError(f"{what} has low {low} > high {high}: delete the cache or pass --recalibrate")
+    return low, high
 
 
 def selection_indices(count: int, n: int) -> np.ndarray:

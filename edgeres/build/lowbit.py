@@ -131,11 +131,13 @@ def perturbed(model, convs: list[QuantConv], rel: float, seed: int = 0) -> bytes
 
 
 def check_images(ctx: BuildContext, graph: GraphEntry, limit: int = CHECK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
-    """The first `limit` val images of the export's data, preprocessed as at evaluation."""
+    """`limit` val images of the export's data (every class: data.SUBSET_RULE), preprocessed as at evaluation."""
     from edgeres.data import eval_batches, open_images
+    from edgeres.evaluate import subset
     images = open_images(ctx.data or ctx.export.raw.get("verify_data") or ctx.export.data, "val")
     pre = ctx.export.preprocessing
-    x, y = zip(*eval_batches(images, graph.resolution, pre.mean, pre.std, pre.crop_ratio, limit=limit))
+    x, y = zip(*eval_batches(images, graph.resolution, pre.mean, pre.std, pre.crop_ratio,
+                             indices=subset(images, limit)))
     return np.concatenate(x), np.concatenate(y)
 
 

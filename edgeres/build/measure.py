@@ -2,7 +2,7 @@
 from edgeres.build.targets import GraphEntry
 from edgeres.data import ImageSet
 from edgeres.defaults import feed_batch
-from edgeres.evaluate import Scorer, evaluate_scorers
+from edgeres.evaluate import Scorer, evaluate_scorers, subset_rule
 from edgeres.manifests.export import ExportManifest
 
 def graph_batch(graph: GraphEntry) -> int:
@@ -16,4 +16,4 @@ def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: E
     pre = export.preprocessing
     result = evaluate_scorers({graph.resolution: scorer}, images, pre.mean, pre.std, pre.crop_ratio,
                               graph_batch(graph), limit)[graph.resolution]
-    return {**result.to_json(), "measured_with": measured_with}
+    return {**result.to_json(), "measured_with": measured_with, "subset": subset_rule(images, limit)}

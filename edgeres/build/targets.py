@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.export import ExportManifest
 
 LQ_PATTERN = re.compile(r"^(trt-)?lq-w([1-8])a([1-8]|32)$")  # K-bit weights, J-bit activations (32 = float)
@@ -142,7 +142,7 @@ def get_target(name: str) -> Target:
         return TARGETS[name]
     if LQ_PATTERN.match(name):
         return _lq_target(name)
-    raise EdgeresError(f"unknown build target {name!r}: choose from {', '.join(target_names())} "
+    raise EdgeresUsageError(f"unknown build target {name!r}: choose from {', '.join(target_names())} "
                        f"(lq-w<K>a<J> for other bit widths)")
 
 

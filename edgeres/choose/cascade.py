@@ -19,14 +19,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgeres.manifests.choose import write_cascade
+from edgeres._io import check_out_dir, relative_to, staged_dir
 from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachable as edgeres.choose.cascade.*
     CONFIDENCES, Tuning, cascade_macs, confidence_fn, max_softmax, pick, random_stages, softmax, softmax_margin,
     stop_stages, top1_pct, tune_thresholds)
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, EdgeresUsageError
+from edgeres.manifests.choose import write_cascade
 from edgeres.runtimes.timing import timed_call
 
 CASCADE_FILE = "cascade.json"
+MARKERS = (CASCADE_FILE,)
 TUNE_SPLITS = ("val-half", "train")
 
 
@@ -208,10 +210,12 @@ class CascadeReport:
     def row(self, method: str) -> MethodRow:
         return next(r for r in self.rows if r.method == method)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, base: str | os.PathLike | None = None) -> dict[str, Any]:
+        """cascade.json; with `base` (its directory) the paths in it are relative to it, so it can move."""
         src = self.source
-        return {"source": {"path": str(src.path), "target": src.target},
-                "stages": [{"resolution": s.resolution, "file": str(s.path), "macs": s.macs} for s in src.stages],
+        where = (lambda p: relative_to(p, base)) if base is not None else str
+        return {"source": {"path": where(src.path), "target": src.target},
+                "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs} for s in src.stages],
                 "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
                            "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
@@ -229,8 +233,10 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     tune_on="train": tune on the first N train images, report on all N val images. `limit` caps the val
     images used. Writes `out/cascade.json` when `out` is given.
     """
-    if max_drop < 0:
-        raise EdgeresError(f"--max-drop must be >= 0 points, got {max_drop}")
+    if not (math.isfinite(max_drop) and max_drop >= 0):
+        raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if out is not None:
+        check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads)
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
     (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
@@ -245,7 +251,8 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     rows = _measure(runner, report_set, report_idx, seed)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows)
     if out is not None:
-        write_cascade(Path(out) / CASCADE_FILE, report.to_json())
+        with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
+            write_cascade(tmp / CASCADE_FILE, report.to_json(out))
     return report
 
 

@@ -9,15 +9,16 @@ Compute budgets: MACs are multiply-accumulates per image as the export manifest 
 call them "FLOPs (Multiply-Adds)"; edgeres bench counts 1 MAC = 2 FLOPs. So `budget_mmacs` is in millions of
 MACs (= RS-Nets "MFLOPs"), and `budget_mflops` is in millions of FLOPs = 2 x MACs, like bench's GFLOP/s.
 """
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from edgeres._io import write_text
+from edgeres._io import check_result_file, text_marker, write_text
 from edgeres.manifests.choose import write_select
 from edgeres.choose.pareto import pareto_front
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, EdgeresUsageError
 
 SELECT_FILE = "select.json"
 
@@ -62,7 +63,8 @@ class Selection:
 
     def to_markdown(self) -> str:
         """The Pareto front as a Markdown table, the chosen row marked."""
-        lines = [f"Pareto front (top-1 up, {self.statistic} latency down), budgets: {budget_text(self.budgets)}", "",
+        lines = [text_marker("select"),
+                 f"Pareto front (top-1 up, {self.statistic} latency down), budgets: {budget_text(self.budgets)}", "",
                  f"| deployment | top-1 % | {self.statistic} ms | p90 ms | MMACs | |", "|---|---:|---:|---:|---:|---|"]
         for d in self.front:
             mark = "**chosen**" if d == self.chosen else ""
@@ -71,10 +73,18 @@ class Selection:
         return "\n".join(lines) + "\n"
 
     def write(self, json_path: str | os.PathLike | None = None, markdown_path: str | os.PathLike | None = None):
+        check_outputs(json_path, markdown_path)
         if json_path:
             write_select(json_path, self.to_json())
         if markdown_path:
             write_text(markdown_path, self.to_markdown())
+
+
+def check_outputs(json_path: str | os.PathLike | None, markdown_path: str | os.PathLike | None) -> None:
+    """--json / --markdown may be new files or earlier select results, never a manifest or the user's file."""
+    for path, flag in ((json_path, "--json"), (markdown_path, "--markdown")):
+        if path:
+            check_result_file(path, "select", flag)
 
 
 def select(bench_reports: Sequence[str | os.PathLike | dict], accuracy_sources: Iterable[str | os.PathLike] = (), *,
@@ -88,8 +98,8 @@ def select(bench_reports: Sequence[str | os.PathLike | dict], accuracy_sources: 
     """
     budgets = {k: v for k, v in (("ms", budget_ms), ("mmacs", budget_mmacs), ("mflops", budget_mflops)) if v is not None}
     for name, value in budgets.items():
-        if value <= 0:
-            raise EdgeresError(f"--budget-{name} must be > 0, got {value}")
+        if not (math.isfinite(value) and value > 0):
+            raise EdgeresUsageError(f"--budget-{name} must be a finite number > 0, got {value}")
     rows = [d for report in _unique(bench_reports) for d in deployments(report, statistic)]
     rows = _with_accuracy(rows, accuracy_table(accuracy_sources or ()))
     known = tuple(d for d in rows if d.top1 is not None)

@@ -1,18 +1,19 @@
 """`edgeres bench`: latency per resolution x target x batch, optional CI regression gate."""
 import click
 
-from edgeres.options import out_option, res_option
+from edgeres.options import FiniteFloat, out_option, res_option
 from edgeres.runtimes.stats import STATISTICS
 
 
 
-def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
-    if not value:
-        return None
+def _ints(value: str, what: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in value.split(",") if v.strip())
+        numbers = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"{what} must be comma-separated integers, got {value!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise click.BadParameter(f"{what} needs integers >= 1, e.g. 1,8; got {value!r}")
+    return numbers
 
 
 @click.command("bench")
@@ -26,13 +27,13 @@ def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
               help="Runners (repeatable). Default: ort on cpu, trt on cuda/jetson. torch = PyTorch eager RS-Net.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: backend's own).")
 @click.option("--min-runs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Seconds of timed runs per cell.")
+@click.option("--min-time", type=FiniteFloat(min=0), default=1.0, show_default=True, help="Seconds of timed runs per cell.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the whole interleaved sweep in N fresh worker processes (robust medians).")
 @out_option(required=False, help_text="Where bench.json/bench.csv go (default: DIRECTORY/bench).")
 @click.option("--baseline", type=click.Path(exists=True), default=None, help="Gate against this bench.json.")
-@click.option("--max-regression", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Percent.")
+@click.option("--max-regression", type=FiniteFloat(min=0), default=10.0, show_default=True, help="Percent.")
 @click.option("--statistic", type=click.Choice(STATISTICS), default="p50", show_default=True)
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
@@ -55,19 +56,21 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
 
     from edgeres.bench import bench, gate
     from edgeres.errors import EdgeresError
+    from edgeres.manifests.bench import read_bench
     from edgeres.report import print_bench_table
     from edgeres.resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
+    base = read_bench(baseline) if baseline else None  # a malformed baseline fails now, not after the benchmark
     report = bench(directory, device=device, targets=targets or None,
                    resolutions=parse_resolutions(res) if res else None, batch_sizes=_ints(batch, "--batch"),
                    threads=threads, min_runs=min_runs, min_time_s=min_time, warmup=warmup, backends=backends or None,
-                   out=out, processes=processes)
+                   out=out, processes=processes, baseline=base)
     print_bench_table(report)
     click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
                f"--out {out.parent / 'report'}")
     if baseline:
-        result = gate(baseline, report, statistic=statistic, max_regression=max_regression, normalize=normalize,
+        result = gate(base, report, statistic=statistic, max_regression=max_regression, normalize=normalize,
                       fail_on_missing=fail_on_missing)
         _print_gate(result)
         if not result.passed:

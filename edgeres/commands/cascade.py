@@ -3,13 +3,13 @@ from pathlib import Path
 
 import click
 
-from edgeres.options import data_option
+from edgeres.options import FiniteFloat, data_option
 
 
 @click.command("cascade")
 @click.argument("source", metavar="BUILD_OR_EXPORT_DIR", type=click.Path(exists=True))
 @data_option()
-@click.option("--max-drop", type=float, default=0.5, show_default=True,
+@click.option("--max-drop", type=FiniteFloat(min=0), default=0.5, show_default=True,
               help="Allowed top-1 loss in points vs the highest resolution alone, on the tuning images.")
 @click.option("--confidence", type=click.Choice(["max-softmax", "margin"]), default="max-softmax",
               show_default=True, help="Escalate when this is below the stage's threshold (margin = top1 - top2 prob).")

@@ -10,7 +10,7 @@ from edgeres.options import data_option, json_option, res_option, trust_arch_opt
 @res_option(help_text="Resolutions to test (default: the trained ones); one between two trained ones uses "
                       "interpolated BNs.")
 @click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N images.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate N images only, each class in its share (seed 0).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--nearest", is_flag=True, help="Outside the trained range, use the nearest trained BN instead of failing.")
 @click.option("--target", "targets", multiple=True, help="Build targets to evaluate (repeatable; default: every "
@@ -30,10 +30,12 @@ def command(checkpoint, data, res, split, limit, batch_size, nearest, targets, j
       edgeres eval build/rs --limit 500          # every ONNX artifact in build/rs/build.json
       edgeres eval build/rs --target trt-fp16    # on the Jetson: the TensorRT engines
     """
-    from edgeres._io import write_json
-    from edgeres.evaluate import evaluate, evaluate_onnx, is_onnx_source
+    from edgeres._io import check_result_file, write_json
+    from edgeres.evaluate import evaluate, evaluate_onnx, is_onnx_source, results_json
     from edgeres.report.tables import print_accuracy_table
 
+    if json_path:
+        check_result_file(json_path, "eval", "--json")  # never over a manifest or the user's file
     if is_onnx_source(checkpoint):
         results = evaluate_onnx(checkpoint, data=data, resolutions=res, split=split, batch_size=batch_size,
                                 limit=limit, targets=targets or None)
@@ -42,4 +44,4 @@ def command(checkpoint, data, res, split, limit, batch_size, nearest, targets, j
                            allow_nearest=nearest)
     print_accuracy_table(results, title=f"{checkpoint} ({split})")
     if json_path:
-        write_json(json_path, {str(r): a.to_json() for r, a in results.items()})
+        write_json(json_path, results_json(results, checkpoint, split, limit))

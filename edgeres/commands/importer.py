@@ -1,7 +1,7 @@
 """`edgeres import`: a BN CNN you already have -> an RS-Net with per-resolution BN recalibration."""
 import click
 
-from edgeres.options import arch_kwargs_option, arch_option, data_option, out_option, res_option
+from edgeres.options import FiniteFloat, arch_kwargs_option, arch_option, data_option, out_option, res_option
 
 
 def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
@@ -41,7 +41,7 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
               help="Training images per resolution for recalibration.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Then train this many epochs with MRED (lr 0.003, 0 warm-up epochs).")
-@click.option("--finetune-lr", type=float, default=0.003, show_default=True)
+@click.option("--finetune-lr", type=FiniteFloat(min=0, min_open=True), default=0.003, show_default=True)
 @click.option("--val-limit", type=click.IntRange(min=1), default=None, help="Measure on N random val images only.")
 def command(arch, arch_kwargs, weights, res, data, out, mean, std, num_classes, in_channels, width_mult, small_input,
             recalibrate, calib_images, finetune_epochs, finetune_lr, val_limit) -> None:

@@ -2,7 +2,7 @@
 
 import click
 
-from edgeres.options import json_option
+from edgeres.options import FiniteFloat, json_option
 
 
 @click.command("select")
@@ -10,10 +10,10 @@ from edgeres.options import json_option
 @click.option("--build", "builds", multiple=True, type=click.Path(exists=True), metavar="DIR",
               help="Build or export directory whose measured top-1 to use (repeatable; default: the accuracy "
                    "the bench rows carry).")
-@click.option("--budget-ms", type=float, default=None, help="Latency budget per image (batch 1), in ms.")
-@click.option("--budget-mflops", type=float, default=None,
+@click.option("--budget-ms", type=FiniteFloat(min=0, min_open=True), default=None, help="Latency budget per image (batch 1), in ms.")
+@click.option("--budget-mflops", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Compute budget per image in millions of FLOPs, 1 MAC = 2 FLOPs (as bench's GFLOP/s).")
-@click.option("--budget-mmacs", type=float, default=None,
+@click.option("--budget-mmacs", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Compute budget per image in millions of MACs (what RS-Nets tables call MFLOPs).")
 @click.option("--statistic", type=click.Choice(["p50", "p90", "p99", "mean", "median_of_medians"]), default="p50",
               show_default=True, help="Latency statistic the budget and the front use.")
@@ -35,8 +35,9 @@ def command(bench_reports, builds, budget_ms, budget_mflops, budget_mmacs, stati
     \b
     Python: from edgeres.choose import select; select(["build/rs/bench/bench.json"], budget_ms=2.5).chosen
     """
-    from edgeres.choose.select import select
+    from edgeres.choose.select import check_outputs, select
 
+    check_outputs(json_path, markdown_path)  # before any work
     selection = select(bench_reports, builds, budget_ms=budget_ms, budget_mflops=budget_mflops, statistic=statistic,
                        budget_mmacs=budget_mmacs)
     _print(selection)

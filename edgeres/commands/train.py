@@ -3,7 +3,7 @@ import os
 
 import click
 
-from edgeres.options import arch_kwargs_option, arch_option, data_option, out_option, res_option
+from edgeres.options import FiniteFloat, arch_kwargs_option, arch_option, data_option, out_option, res_option
 
 
 def _floats(value: str, name: str) -> tuple[float, ...]:
@@ -29,18 +29,19 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option("--quant", default=None, metavar="lq:wKaJ", help="LQ-Nets quantization shared by all resolutions, e.g. lq:w2a2.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True, help="Global batch (all processes).")
-@click.option("--lr", type=float, default=0.03, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.03, show_default=True,
               help="Peak SGD learning rate (after warm-up), for any number of resolutions with --loss-reduction mean.")
 @click.option("--loss-reduction", type=click.Choice(["mean", "sum"]), default="mean", show_default=True,
               help="Average or sum the per-resolution losses; sum (the authors' code) needs about lr / S.")
 @click.option("--bn-calib-images", type=click.IntRange(min=0), default=256, show_default=True,
               help="Re-estimate BN statistics from N training images before each evaluation (precise BN); 0: off.")
-@click.option("--dropout", type=float, default=0.0, show_default=True,
+@click.option("--dropout", type=FiniteFloat(min=0, max=0.999999), default=0.0, show_default=True,
               help="Classifier dropout (MobileNetV2); the RS-Nets authors use none, torchvision 0.2.")
-@click.option("--clip-grad-norm", type=float, default=None, help="Clip the network's gradient to this L2 norm per step.")
-@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--clip-grad-norm", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Clip the network's gradient to this L2 norm per step.")
+@click.option("--warmup-epochs", type=FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
+@click.option("--label-smoothing", type=FiniteFloat(min=0, max=0.999999), default=0.0, show_default=True)
 @click.option("--crop-scale", default="0.08,1.0", show_default=True, metavar="MIN,MAX",
               help="RandomResizedCrop area range; 0.5,1 suits 28 px images.")
 @click.option("--seed", type=int, default=0, show_default=True)

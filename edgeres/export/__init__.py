@@ -8,12 +8,11 @@ export leaves nothing behind, and a previous export in the same place stays inta
 """
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 from edgeres import _optional
-from edgeres._io import atomic_path, read_json
+from edgeres._io import check_out_dir, read_json, relative_to, staged_dir
 from edgeres.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.export.checks import ABS_TOL, REL_TOL, Rule
@@ -26,6 +25,7 @@ from edgeres.resolutions import parse_resolutions
 log = logging.getLogger(__name__)
 
 MACS_CONVENTION = "multiply-accumulates of conv and matmul layers (RS-Nets' 'FLOPs (Multiply-Adds)')"
+MARKERS = ("export.json",)
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: Sequence[int] | str | None = None, *,
@@ -39,17 +39,15 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, resolutions: S
     """
     _optional.torch("exporting a checkpoint")
     settings = _settings(opset, dynamic_batch, allow_nearest, verify_images)
-    out = _prepare_out(Path(out))
+    out = check_out_dir(out, MARKERS, "export")
     src, res_list = _open_source(checkpoint, resolutions, data, allow_nearest)
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
+    with staged_dir(out, MARKERS, "export", keep=_not_ours(out)) as tmp:
         graphs = [export_resolution(src, res, tmp, settings) for res in res_list]
         extra = None
         if switchable:
             from edgeres.export.switchable import export_switchable
             extra = export_switchable(src, tmp, settings, graphs)
-        write_export(tmp / "export.json", _manifest_body(src, settings, graphs, extra))
-        _carry_over(out, tmp)
+        write_export(tmp / "export.json", _manifest_body(src, settings, graphs, extra, out))
     return read_manifest(out, "export")
 
 
@@ -70,7 +68,7 @@ def _open_source(checkpoint, resolutions, data, allow_nearest: bool) -> tuple[So
     from edgeres.models.checkpoint import load_checkpoint
 
     model, info, digest = load_checkpoint(checkpoint)
-    res_list = parse_resolutions(resolutions) if resolutions else info.resolutions
+    res_list = parse_resolutions(resolutions) if resolutions is not None else info.resolutions
     for res in res_list:
         choose_bn(res, info.resolutions, allow_nearest)
     if not (data or info.data):
@@ -84,44 +82,21 @@ def _open_source(checkpoint, resolutions, data, allow_nearest: bool) -> tuple[So
     return Source(model, info, digest, Path(checkpoint).resolve(), images, sides), res_list
 
 
-def _prepare_out(out: Path) -> Path:
-    """Refuse to replace anything that is not a previous export (e.g. `--out ~`)."""
-    if out.exists() and not out.is_dir():
-        raise EdgeresError(f"--out {out} is a file: pass a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():
-        raise EdgeresError(f"--out {out} is not empty and holds no export.json: choose a new or empty directory")
-    return out
-
-
-def _carry_over(out: Path, tmp: Path) -> None:
-    """Keep files other stages wrote into a previous export directory (hard links: no copy, no loss on failure)."""
-    if not out.is_dir():
-        return
+def _not_ours(out: Path):
+    """Which entries of a previous export directory to keep: everything but its graphs and export.json
+    (build.json, engines, the user's notes stay; graphs of resolutions no longer exported go)."""
     try:
-        old = read_json(out / "export.json")
+        old = read_json(out / "export.json") if (out / "export.json").is_file() else {}
         ours = {g["file"] for g in old.get("graphs", [])} | {(old.get("switchable") or {}).get("file")}
     except (EdgeresError, AttributeError, KeyError, TypeError):
         ours = set()
-    for entry in out.iterdir():
-        if entry.name in ours | {"export.json"} or (tmp / entry.name).exists():
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, tmp / entry.name, copy_function=_link_or_copy, symlinks=True)
-        else:
-            _link_or_copy(entry, tmp / entry.name)
-        log.info("kept %s from the previous export directory", entry.name)
+    return lambda name: name not in ours | {"export.json"}
 
 
-def _link_or_copy(src, dst) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _manifest_body(src: Source, settings: ExportSettings, graphs: list, switchable: dict | None) -> dict:
+def _manifest_body(src: Source, settings: ExportSettings, graphs: list, switchable: dict | None, out: Path) -> dict:
     info = src.info
-    return {"checkpoint": {"path": str(src.path), "sha256": src.sha256, "arch": info.arch.to_json(),
+    # relative to export.json, so that a folder holding both checkpoint and export can move as a whole
+    return {"checkpoint": {"path": relative_to(src.path, out), "sha256": src.sha256, "arch": info.arch.to_json(),
                            "resolutions": list(info.resolutions), "metrics": info.metrics},
             "data": info.data, "verify_data": src.images.info.name, "classes": list(info.classes),
             "normalization": {"mean": list(info.mean), "std": list(info.std)},

@@ -43,8 +43,8 @@ def read_manifest(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     data = read_json(path, f"{kind} manifest")
     if not isinstance(data, dict) or data.get("kind") != kind:
         found = data.get("kind") if isinstance(data, dict) else type(data).__name__
-        raise EdgeresError(f"{path} is not a {kind} manifest, so not a {kind}.json edgeres wrote (kind={found!r}): "
-                           f"pass the output of the {kind} stage")
+        raise EdgeresError(f"{path} is not a {kind}.json: it is not a {kind} manifest (kind={found!r}); pass the "
+                           f"output of the {kind} stage")
     if data.get("format_version") != FORMAT_VERSIONS[kind]:
         raise EdgeresError(
             f"{path} has {kind} format_version {data.get('format_version')!r}, this edgeres reads "

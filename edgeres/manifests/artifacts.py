@@ -57,7 +57,9 @@ def read_manifest_of(directory: str | os.PathLike) -> Manifest:
     """The typed build.json or export.json of a directory (or the file itself)."""
     directory = Path(directory)
     if (directory / "build.json").is_file() or directory.name == "build.json":
-        return read_build(directory)
+        manifest = read_build(directory)
+        _check_export_unchanged(manifest)
+        return manifest
     if (directory / "export.json").is_file() or directory.name == "export.json":
         return read_export(directory)
     raise EdgeresError(f"{directory} has neither build.json nor export.json: pass the output directory of "
@@ -69,6 +71,21 @@ def read_artifacts(directory: str | os.PathLike) -> tuple[Manifest, list[Artifac
     manifest = read_manifest_of(directory)
     rows = _from_build(manifest) if manifest.kind == "build" else _from_export(manifest)
     return manifest, rows
+
+
+def _check_export_unchanged(build: BuildManifest) -> None:
+    """build.json records the sha256 of the export.json it was built from: a re-export since (other graphs,
+    maybe another checkpoint) makes its artifacts stale. An export that is not there (a build copied to the
+    device alone) cannot be checked."""
+    path, sha = build.export.get("path"), build.export.get("sha256")
+    if not isinstance(path, str):
+        return
+    export = Path(path) if Path(path).is_absolute() else build.directory / path
+    if export.is_file() and sha256_file(export) != sha:
+        again = " ".join(f"--target {t}" for t in sorted({a.target for a in build.artifacts})) or "--target ..."
+        again += "" if build.directory.resolve() == export.parent.resolve() else f" --out {build.directory}"
+        raise EdgeresError(f"{build.path} is stale: {export} changed after this build (re-exported?): "
+                           f"rebuild with edgeres build {export.parent} {again}")
 
 
 def _from_build(manifest: BuildManifest) -> list[Artifact]:

@@ -8,20 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from edgeres import _optional
-from edgeres._io import atomic_path, contained, sha256_file
+from edgeres._io import check_out_dir, contained, sha256_file, staged_dir
 from edgeres.arch import arch_code_trusted
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import read_manifest, require, write_manifest
 from edgeres.manifests.checkpoint import WEIGHTS_FILE, CheckpointInfo, checkpoint_dir
 
+# A checkpoint directory's own files; anything else in a previous checkpoint directory is kept.
+OWN_FILES = (WEIGHTS_FILE, "checkpoint.json", "train_log.jsonl")
+MARKERS = ("checkpoint.json",)
+
+
+def check_checkpoint_out(directory: str | os.PathLike) -> Path:
+    """Refuse, before any work, a `--out` that is not new, empty or a previous checkpoint directory."""
+    return check_out_dir(directory, MARKERS, "train/import")
+
 
 def save_checkpoint(directory: str | os.PathLike, model, info: CheckpointInfo) -> Path:
-    """Write weights + checkpoint.json into `directory` atomically (all or nothing)."""
+    """Write weights + checkpoint.json into `directory` atomically (all or nothing); a previous checkpoint
+    there is replaced, other files in it are kept."""
     st = _optional.require("safetensors.torch", "saving a checkpoint")
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
+    with staged_dir(directory, MARKERS, "train/import", keep=lambda name: name not in OWN_FILES) as tmp:
         st.save_file(state, str(tmp / WEIGHTS_FILE))
         weights = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                    "bytes": (tmp / WEIGHTS_FILE).stat().st_size}
@@ -76,8 +85,7 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure of untrusted bytes is the user's file, not a bug
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeresError(f"cannot load weights from {path}: not a plain tensor state dict ({first[:200]})") from None
+        raise EdgeresError(_load_failure(path, exc)) from None
     meta: dict[str, Any] = {}
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -86,6 +94,22 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgeresError(f"{path} does not hold a state dict of tensors: save model.state_dict()")
     return state, meta
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """One line for a weights file torch/safetensors would not read."""
+    import pickle
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and ("global" in text.lower() or "GLOBAL" in text):
+        # torch's own text goes on to suggest weights_only=False, i.e. running the file's code: not for us
+        return (f"{path} was refused for safety: it holds pickled Python objects besides tensors, and loading "
+                "them could run code; pass a plain state dict instead (torch.save(model.state_dict(), "
+                "'weights.pt') or a .safetensors file)")
+    if isinstance(exc, pickle.UnpicklingError):
+        return (f"cannot load weights from {path}: not a readable torch.save file (damaged?): pass a state dict "
+                "saved with torch.save(model.state_dict(), ...) or safetensors")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"cannot load weights from {path}: not a plain tensor state dict ({first[:160]})"
 
 
 def load_into(model, state: dict[str, Any], what: str) -> None:

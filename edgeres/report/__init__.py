@@ -8,11 +8,14 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgeres._io import write_text
+from edgeres._io import check_out_dir, staged_dir, write_text
 from edgeres.choose.pareto import pareto_front
 from edgeres.errors import EdgeresError
 from edgeres.manifests.bench import CSV_COLUMNS, flat_rows, read_bench, to_csv
 
+MARKERS = ("report.md",)
+OWN_FILES = ("report.md", "results.csv", "latency_vs_macs.png", "latency_vs_macs.svg", "accuracy_vs_latency.png",
+             "accuracy_vs_latency.svg")  # replaced, or dropped when a new report has no accuracy plot
 TABLE_COLUMNS = (("target", "target"), ("res", "resolution"), ("batch", "batch"), ("p50 ms", "p50_ms"),
                  ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("img/s", "img_per_s"), ("MMACs", "macs"),
                  ("GFLOP/s", "gflops_per_s"), ("lat ratio", "latency_ratio"), ("MACs ratio", "macs_ratio"),
@@ -93,15 +96,16 @@ def report(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     accuracy plot as their own series and get a table in report.md.
     """
     from edgeres.report.plots import plot_accuracy_vs_latency, plot_latency_vs_macs
-    out, rows = Path(out), combined_rows(inputs)
-    extra = cascade_rows(cascades)
-    paths = {"csv": write_text(out / "results.csv", to_csv(rows, ("series",) + CSV_COLUMNS))}
-    paths.update(plot_latency_vs_macs(rows, out / "latency_vs_macs"))
-    front = accuracy_front(rows)
-    if front:
-        paths.update(plot_accuracy_vs_latency(rows, front, out / "accuracy_vs_latency", extra))
-    paths["markdown"] = write_text(out / "report.md", _markdown(inputs, rows, front, paths) + _cascade_md(extra))
-    return paths
+    out = check_out_dir(out, MARKERS, "report")
+    rows, extra = combined_rows(inputs), cascade_rows(cascades)
+    with staged_dir(out, MARKERS, "report", keep=lambda name: name not in OWN_FILES) as tmp:
+        paths = {"csv": write_text(tmp / "results.csv", to_csv(rows, ("series",) + CSV_COLUMNS))}
+        paths.update(plot_latency_vs_macs(rows, tmp / "latency_vs_macs"))
+        front = accuracy_front(rows)
+        if front:
+            paths.update(plot_accuracy_vs_latency(rows, front, tmp / "accuracy_vs_latency", extra))
+        paths["markdown"] = write_text(tmp / "report.md", _markdown(inputs, rows, front, paths) + _cascade_md(extra))
+    return {name: out / path.name for name, path in paths.items()}
 
 
 def cascade_rows(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -4,15 +4,19 @@
 before the first step (one-line EdgeresError); the checkpoint directory appears only when training ends
 (atomically). While training, `<out>.resume/` holds the resume file and the per-epoch log.
 """
+import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgeres import _optional
-from edgeres._io import write_json
-from edgeres.errors import EdgeresError
+from edgeres._io import check_out_dir, write_json
+from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.resolutions import parse_resolutions
 
 MODES = ("rsnet", "parallel", "individual")
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
+INDIVIDUAL_MARKERS = ("summary.json", "individual-*")  # what a (partial) individual-mode output holds
 
 
 @dataclass(frozen=True)
@@ -75,18 +79,20 @@ class TrainConfig:
 def _check_choices(config: TrainConfig) -> None:
     from edgeres.train.losses import KD_KINDS, REDUCTIONS
     if config.mode not in MODES:
-        raise EdgeresError(f"unknown training mode {config.mode!r}: choose one of {', '.join(MODES)}")
+        raise EdgeresUsageError(f"unknown training mode {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.kd not in KD_KINDS:
-        raise EdgeresError(f"unknown distillation {config.kd!r}: choose one of {', '.join(KD_KINDS)}")
+        raise EdgeresUsageError(f"unknown distillation {config.kd!r}: choose one of {', '.join(KD_KINDS)}")
     if config.loss_reduction not in REDUCTIONS:
-        raise EdgeresError(f"unknown loss reduction {config.loss_reduction!r}: choose one of {', '.join(REDUCTIONS)}")
+        raise EdgeresUsageError(f"unknown loss reduction {config.loss_reduction!r}: choose one of {', '.join(REDUCTIONS)}")
+    if not DEVICES.fullmatch(str(config.device)):
+        raise EdgeresUsageError(f"--device {config.device!r} is not a training device: use auto, cpu, cuda or cuda:N")
 
 
 def _check_numbers(config: TrainConfig) -> None:
     low, high = config.crop_scale
     problems = [(config.epochs >= 1, f"epochs must be >= 1, got {config.epochs}"),
                 (config.batch_size >= 2, f"batch size must be >= 2 (BatchNorm), got {config.batch_size}"),
-                (config.lr > 0, f"lr must be > 0, got {config.lr}"),
+                (config.lr > 0 and math.isfinite(config.lr), f"lr must be a finite number > 0, got {config.lr}"),
                 (0 <= config.warmup_epochs <= config.epochs, f"warm-up must lie in 0..epochs, got {config.warmup_epochs}"),
                 (config.weight_decay >= 0, f"weight decay must be >= 0, got {config.weight_decay}"),
                 (0 <= config.dropout < 1, f"dropout must lie in [0, 1), got {config.dropout}"),
@@ -98,7 +104,22 @@ def _check_numbers(config: TrainConfig) -> None:
                  "holdout, workers and BN calibration images must be >= 0")]
     for ok, message in problems:
         if not ok:
-            raise EdgeresError(message)
+            raise EdgeresUsageError(message)
+
+
+def _check_out_and_device(config: TrainConfig) -> None:
+    """Before any data is read: an --out this run may write, and the device it asks for."""
+    if config.mode == "individual":
+        check_out_dir(config.out, INDIVIDUAL_MARKERS, "train --mode individual")
+    else:
+        from edgeres.models.checkpoint import check_checkpoint_out
+        check_checkpoint_out(config.out)
+    if str(config.device).startswith("cuda"):
+        import torch
+        index, count = int(config.device.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            seen = "no CUDA GPU is visible" if count == 0 else f"only {count} CUDA GPU(s) are visible"
+            raise EdgeresError(f"--device {config.device}: {seen} here: use --device cpu (or auto)")
 
 
 def train(config: TrainConfig) -> Path:
@@ -111,7 +132,8 @@ def train(config: TrainConfig) -> Path:
     from edgeres.train import loop as train_loop
 
     if config.mode == "individual" and config.init and len(config.res) > 1:
-        raise EdgeresError("--init with --mode individual needs a single --res (one model per run)")
+        raise EdgeresUsageError("--init with --mode individual needs a single --res (one model per run)")
+    _check_out_and_device(config)
     ctx = distributed.setup(config.device)
     try:
         if config.mode != "individual":

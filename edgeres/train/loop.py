@@ -29,6 +29,7 @@ from edgeres.train.setup import (MultiResolutionNet, arch_spec, build_checked, d
 from edgeres.train.validate import EvalSet, calibration_set, measure, reestimate_bn
 
 log = logging.getLogger("edgeres.train")
+RESUME_FIELDS = ("settings", "model", "optimizer", "scheduler", "scaler", "epoch", "seconds", "records", "rng")
 LOSS_KEYS = ("ce", "ens", "dis", "total")
 
 
@@ -179,6 +180,10 @@ class _Trainer:
             state = torch.load(path, map_location=self.ctx.device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to delete, not a bug
             raise EdgeresError(f"--resume: cannot read {path} ({type(exc).__name__}): delete it and start afresh") from None
+        missing = [k for k in RESUME_FIELDS if k not in state] if isinstance(state, dict) else list(RESUME_FIELDS)
+        if missing or not isinstance(state.get("settings"), dict):
+            raise EdgeresError(f"--resume: {path} lacks {', '.join(missing) or 'settings'}: it is not a resume file "
+                               "edgeres wrote; delete it and start afresh")
         ours = _jsonable(self.config.settings())
         changed = sorted(k for k in ours if state["settings"].get(k) != ours[k])
         if changed:
