@@ -97,6 +97,29 @@ def interleave(cells: list[Cell], min_runs: int, min_time_s: float, bursts: int 
         pending = [c for c in pending if not c.done(min_runs, min_time_s)]
 
 
+def rotate(cells: list[Cell], rounds: int, seconds: float) -> None:
+    """Exactly `rounds` rotations over all cells, one burst of ~`seconds` each: burst j of every cell then ran
+    in the same rotation, so `burst_ratios` can pair them. Odd rotations run in reverse order (ABBA), so no
+    cell always follows the same neighbour or always runs first after a slow one."""
+    for turn in range(rounds):
+        for cell in (cells if turn % 2 == 0 else cells[::-1]):
+            burst(cell, seconds)
+
+
+def burst_ratios(cell: Cell, reference: Cell) -> list[float]:
+    """cell / reference burst medians, rotation by rotation (pairs from `rotate` or `interleave`): a slowdown
+    of the machine that lasts longer than a rotation moves both and cancels, where unpaired medians keep it."""
+    return [a / b for a, b in zip(cell.chunk_medians_ms, reference.chunk_medians_ms) if b > 0]
+
+
+def paired_ratio(cell: Cell, reference: Cell) -> float:
+    """Median of `burst_ratios`: how many times `reference`'s time `cell` takes, measured side by side."""
+    ratios = burst_ratios(cell, reference)
+    if not ratios:
+        raise ValueError(f"{cell.key} and {reference.key} have no paired bursts: time them in one rotation")
+    return percentile(ratios, 50)
+
+
 def runner_cell(key: str, runner, inputs) -> Cell:
     """A cell that times `runner.run(inputs)` (any runtimes.base.Runner)."""
     return Cell(key, lambda: runner.run(inputs))
