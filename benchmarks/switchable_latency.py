@@ -4,7 +4,7 @@ Not a test: a measurement. Makes a ResNet18 RS-Net (1 channel, 10 classes, rando
 depend on training), exports it with `edgeres.export(..., switchable=True)` (which verifies the switchable graph
 against the folded ones and records its own ratio in export.json), also exports the previous Gather-table
 switchable graph, then times the three graphs of every resolution in ONE interleaved run through the timing
-primitive (runtimes.timing: warm_up, rotate, paired_ratio), ORT CPU, batch 1, spinning off.
+primitive (runtimes.timing.paired_burst: a folded run, a switchable run, in turn), ORT CPU, batch 1, spinning off.
 `--profile` adds ORT's per-op-type profile of each graph (where the time goes).
 
     nice -n 5 .venv/bin/python benchmarks/switchable_latency.py                  # ~3 min on 2 shared cores
@@ -23,6 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
 from _machine import isa_text, machine_record  # noqa: E402
+from _rsnet import make_checkpoint  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests): only the paired ratios mean anything"
@@ -30,35 +31,11 @@ GRAPHS = ("folded", "switchable", "tables")
 
 
 def make_export(work: Path, res: tuple[int, ...], verify_images: int) -> dict:
-    import torch
-
-    from edgeres.data import open_images
     from edgeres.export import export
-    from edgeres.manifests.checkpoint import CheckpointInfo
-    from edgeres.models import ArchSpec, build_rsnet
-    from edgeres.models.checkpoint import save_checkpoint
-    spec = ArchSpec("resnet18", 10, in_channels=1)
-    torch.manual_seed(0)
-    model = build_rsnet(spec, res)
-    randomize_bn(model)  # the resolutions' BNs must differ, or a wrong branch would go unnoticed
-    classes = open_images("fashion-mnist-mini", "val").info.classes
-    info = CheckpointInfo(spec, res, (0.2860,), (0.3530,), 1.0, "fashion-mnist-mini", classes)
-    save_checkpoint(work / "checkpoint", model.eval(), info)
-    manifest = export(work / "checkpoint", work / "export", res, switchable=True, verify_images=verify_images)
+    checkpoint, model = make_checkpoint(work / "checkpoint", res)
+    manifest = export(checkpoint, work / "export", res, switchable=True, verify_images=verify_images)
     tables_graph(model, res, work / "export" / "tables.onnx")
     return manifest
-
-
-def randomize_bn(model) -> None:
-    import torch
-    gen = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = 0.5 + torch.rand(n, generator=gen)
-            module.bias.data = torch.randn(n, generator=gen) * 0.1
-            module.running_mean = torch.randn(n, generator=gen) * 0.1
-            module.running_var = 0.5 + torch.rand(n, generator=gen)
 
 
 def tables_graph(model, res: tuple[int, ...], path: Path) -> None:
@@ -89,20 +66,27 @@ def runners(export_dir: Path, manifest: dict, threads: int) -> dict:
 
 
 def measure(run: dict, rounds: int, burst_s: float, warmup: int) -> list[dict]:
-    from edgeres.runtimes.timing import burst_ratios, paired_ratio, rotate, runner_cell, warm_up
+    """`rounds` rotations over the resolutions; in each, one paired burst (runs alternating with the folded
+    graph's) for the switchable and for the tables graph."""
+    from edgeres.runtimes.timing import paired_burst, runner_cell, warm_up
     cells = {key: runner_cell(f"{key[0]}@{key[1]}", runner, x) for key, (runner, x) in run.items()}
     warm_up(list(cells.values()), warmup)
-    rotate(list(cells.values()), rounds, burst_s)
-    rows = []
-    for res in sorted({r for _, r in cells}, reverse=True):
-        folded = cells[("folded", res)]
-        row = {"resolution": res, **{f"{g}_ms": round(statistics.median(cells[(g, res)].samples_ms), 3) for g in GRAPHS}}
-        for g in ("switchable", "tables"):
-            ratios = burst_ratios(cells[(g, res)], folded)
-            row[f"{g}_ratio"] = round(paired_ratio(cells[(g, res)], folded), 4)
-            row[f"{g}_ratio_iqr"] = [round(float(q), 4) for q in np.percentile(ratios, [25, 75])]
-        rows.append(row)
-    return rows
+    resolutions = sorted({r for _, r in cells}, reverse=True)
+    for turn in range(rounds):
+        for res in resolutions if turn % 2 == 0 else resolutions[::-1]:
+            for graph in ("switchable", "tables"):
+                paired_burst(cells[(graph, res)], cells[("folded", res)], burst_s)
+    return [row(cells, res) for res in resolutions]
+
+
+def row(cells: dict, res: int) -> dict:
+    out = {"resolution": res, **{f"{g}_ms": round(statistics.median(cells[(g, res)].samples_ms), 3) for g in GRAPHS}}
+    for g in ("switchable", "tables"):
+        ratios = cells[(g, res)].reference_ratios
+        out[f"{g}_ratio"] = round(statistics.median(ratios), 4)
+        out[f"{g}_ratio_iqr"] = [round(float(q), 4) for q in np.percentile(ratios, [25, 75])]
+        out[f"{g}_bursts"] = len(ratios)
+    return out
 
 
 def max_diffs(run: dict) -> dict[str, float]:
@@ -191,8 +175,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['resolution']} | {r['folded_ms']} | {r['switchable_ms']} | {r['switchable_ratio']:.3f} "
                      f"({r['switchable_ratio_iqr'][0]:.3f}-{r['switchable_ratio_iqr'][1]:.3f}) | "
                      f"{result['export_ratios'][str(r['resolution'])]:.3f} | {r['tables_ratio']:.3f} |")
-    lines += ["", "Ratios are medians of per-rotation burst-median ratios (runtimes.timing.paired_ratio); ms are "
-              "medians of all runs and move with the machine's load.", "",
+    lines += ["", ("Ratios: median over bursts of each burst's median (graph run / the folded run beside it) "
+                   "(runtimes.timing.paired_burst); IQR over bursts. ms are medians of all runs and move with the "
+                   "machine's load."), "",
               f"Switchable file {result['bytes']['switchable']} bytes, folded graphs together "
               f"{result['bytes']['folded_total']} bytes; max |switchable - folded| logits {result['max_abs_diff']}.",
               "", "ORT's optimised branch runs exactly the folded graph's nodes (op, domain, inputs, attributes incl. "
@@ -206,8 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--res", default="224,160,96")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=21, help="rotations over all cells (odd: a clean median)")
-    parser.add_argument("--burst", type=float, default=0.25, help="seconds per cell per rotation")
+    parser.add_argument("--rounds", type=int, default=21, help="paired bursts per graph and resolution (odd)")
+    parser.add_argument("--burst", type=float, default=0.3, help="seconds per paired burst")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--verify-images", type=int, default=8)
     parser.add_argument("--profile", type=int, default=0, metavar="RUNS", help="also profile each graph RUNS times")

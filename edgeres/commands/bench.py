@@ -3,7 +3,7 @@ import click
 
 from edgeres.options import out_option, res_option
 
-STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians")  # = edgeres.runtimes.stats.STATISTICS
+STATS = ("p50", "p90", "p99", "mean", "min", "median_of_medians", "paired")  # = edgeres.bench.gate.GATE_STATISTICS
 
 
 def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
@@ -31,13 +31,16 @@ def _ints(value: str | None, what: str) -> tuple[int, ...] | None:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the whole interleaved sweep in N fresh worker processes (robust medians).")
 @out_option(required=False, help_text="Where bench.json/bench.csv go (default: DIRECTORY/bench).")
-@click.option("--baseline", type=click.Path(exists=True), default=None, help="Gate against this bench.json.")
+@click.option("--baseline", "baselines", type=click.Path(exists=True), multiple=True,
+              help="Gate against this bench.json (repeat for several recordings of the baseline: pooled).")
 @click.option("--max-regression", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Percent.")
-@click.option("--statistic", type=click.Choice(STATS), default="p50", show_default=True)
+@click.option("--statistic", type=click.Choice(STATS), default="p50", show_default=True,
+              help="paired: median ratio to the reference CNN timed beside every run (benchmarks/CI_GATE.md).")
+@click.option("--no-paired", is_flag=True, help="Do not time the paired reference CNN (half the time; no paired gate).")
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
 def command(directory, device, targets, res, batch, backends, threads, min_runs, min_time, warmup, processes, out,
-            baseline, max_regression, statistic, normalize, fail_on_missing) -> None:
+            baselines, max_regression, statistic, no_paired, normalize, fail_on_missing) -> None:
     """Measure DIRECTORY (a build dir with build.json, or an export dir with export.json).
 
     Per (target, resolution, batch): warm-up, then interleaved timed runs until --min-runs and --min-time;
@@ -54,18 +57,21 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     from pathlib import Path
 
     from edgeres.bench import bench, gate
+    from edgeres.manifests.bench import read_bench
     from edgeres.errors import EdgeresError
     from edgeres.report import print_bench_table
     from edgeres.resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
+    recorded = [read_bench(b) for b in baselines]
     report = bench(directory, device, targets or None, parse_resolutions(res) if res else None, _ints(batch, "--batch"), threads,
-                   min_runs, min_time, warmup, backends or None, out, processes)
+                   min_runs, min_time, warmup, backends or None, out, processes, paired=not no_paired,
+                   reference_from=recorded[0] if recorded else None)  # the baseline's reference CNNs: comparable
     print_bench_table(report)
     click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
                f"--out {out.parent / 'report'}")
-    if baseline:
-        result = gate(baseline, report, statistic, max_regression, normalize, fail_on_missing)
+    if recorded:
+        result = gate(recorded, report, statistic, max_regression, normalize, fail_on_missing)
         _print_gate(result)
         if not result.passed:
             raise EdgeresError(result.summary())

@@ -17,18 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeres._io import sha256_file, write_bytes
 from edgeres.export.branches import branched_from_tables
-from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
-from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_logits, torch_logits, verification_inputs
+from edgeres.export.checks import agreement, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres.export.folded import write_checked
+from edgeres.export.source import (ExportSettings, Source, graph_metadata, one_torch_thread, ort_logits, torch_logits,
+                                   verification_inputs)
 from edgeres.models.specialize import freeze_for_export, replace_module
 from edgeres.models.switchable_bn import SwitchableBatchNorm2d
 
-TIMING_THREADS, TIMING_WARMUP, TIMING_ROUNDS, TIMING_BURST_S = 2, 5, 7, 0.05
+TIMING_THREADS, TIMING_WARMUP, TIMING_BURSTS, TIMING_BURST_S = 2, 5, 7, 0.1
 TIMING_NOTE = (f"indicative: ONNX Runtime CPU, {TIMING_THREADS} threads, batch 1, after {TIMING_WARMUP} warm-up runs "
-               f"{TIMING_ROUNDS} rotations of {TIMING_BURST_S} s bursts over both graphs; *_ms are medians of all runs, "
-               "ratio the median of per-rotation switchable/folded burst-median ratios, on a possibly shared "
-               "machine; use `edgeres bench` for real numbers")
+               f"{TIMING_BURSTS} bursts of {TIMING_BURST_S} s alternating a switchable and a folded run; *_ms are "
+               "medians of all runs, ratio the median over bursts of each burst's median switchable/folded run "
+               "ratio, on a possibly shared machine; use `edgeres bench` for real numbers")
 
 
 class _Index:
@@ -85,13 +86,13 @@ def export_switchable(src: Source, tmp: Path, settings: ExportSettings, graphs: 
     """Export, check and verify the switchable graph; returns export.json's `switchable` entry."""
     trained = list(src.info.resolutions)
     name = src.graph_name("switchable")
-    proto = _switchable_proto(src, settings, trained)
-    check_graph(proto, name)
-    write_bytes(tmp / name, proto.SerializeToString())
+    with one_torch_thread():
+        proto = _switchable_proto(src, settings, trained)
+    digest, size = write_checked(proto, tmp / name)
     checks = {r: verify_switchable(src, tmp / name, trained.index(r), r, settings) for r in trained}
     folded = {g["resolution"]: g for g in graphs if g["resolution"] in trained and g["bn"] == "exact"}
     spec = io_spec(proto)
-    return {"file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
+    return {"file": name, "sha256": digest, "bytes": size,
             "opset": settings.opset, "inputs": spec["inputs"], "output": spec["outputs"][0],
             "resolutions": trained, "res_index": "position in `resolutions` (high -> low), int64 [1]",
             "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
@@ -136,16 +137,17 @@ def _size_vs_folded(path: Path, folded: dict[int, dict], count: int) -> dict[str
 
 
 def _latency(switchable: Path, folded: Path, index: int, shape: list) -> dict[str, float]:
-    """Both graphs at batch 1 through the one timing primitive: medians (ms) and the paired ratio."""
+    """Both graphs at batch 1, run by run in turn (timing.paired_burst): medians (ms) and the paired ratio."""
     from edgeres.runtimes.base import random_input
     from edgeres.runtimes.ort import OrtRunner
-    from edgeres.runtimes.timing import paired_ratio, rotate, runner_cell, warm_up
+    from edgeres.runtimes.timing import paired_burst, runner_cell, warm_up
     feeds = {"res_index": np.array([index], np.int64)}
     runners = {"switchable": OrtRunner(switchable, TIMING_THREADS, spinning=False, feeds=feeds),
                "folded": OrtRunner(folded, TIMING_THREADS, spinning=False)}
     x = random_input(tuple(1 if isinstance(d, str) else d for d in shape))  # the folded graph's 1,C,R,R
     cells = {key: runner_cell(key, r, x) for key, r in runners.items()}
     warm_up(list(cells.values()), TIMING_WARMUP)
-    rotate(list(cells.values()), TIMING_ROUNDS, TIMING_BURST_S)
+    for _ in range(TIMING_BURSTS):
+        paired_burst(cells["switchable"], cells["folded"], TIMING_BURST_S)
     medians = {f"{k}_ms": round(statistics.median(c.samples_ms), 4) for k, c in cells.items()}
-    return {**medians, "ratio": round(paired_ratio(cells["switchable"], cells["folded"]), 4)}
+    return {**medians, "ratio": round(statistics.median(cells["switchable"].reference_ratios), 4)}
