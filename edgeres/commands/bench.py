@@ -81,7 +81,7 @@ def _print_gate(result) -> None:
     from rich.table import Table
 
     from edgeres.report.tables import wide_console
-    unit = "x ref" if result.normalized else "ms"
+    unit = "x ref" if result.normalized or result.statistic == "paired" else "ms"
     table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
     for column in ("row", "verdict", "baseline", "current", "change"):
         table.add_column(column, justify="left" if column in ("row", "verdict") else "right")
