@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from edgeres._io import sha256_file
 from edgeres.bench import bench
-from edgeres.bench.tiny import tiny_export, tiny_macs
+from edgeres.runtimes.tiny import tiny_export, tiny_macs
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import read_manifest, write_manifest

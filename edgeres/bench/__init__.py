@@ -33,15 +33,20 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
           resolutions: Sequence[int] | None = None, batch_sizes: Sequence[int] = (1,), threads: int | None = None,
           min_runs: int = 20, min_time_s: float = 1.0, warmup: int = 10, backends: Sequence[str] | None = None,
           out: str | os.PathLike | None = None, processes: int = 1, gemm_size: int = 256,
-          power_s: float = 3.0, baseline: dict | None = None) -> dict[str, Any]:
+          power_s: float = 3.0, baseline: dict | None = None, paired: bool = True,
+          reference_from: dict | None = None) -> dict[str, Any]:
     """Bench every artifact of a build dir (build.json) or export dir (export.json); returns the bench report.
 
     Each (target, resolution, batch) gets `warmup` untimed runs, then interleaved timed bursts until it has
     >= `min_runs` samples and >= `min_time_s` seconds of them, in each of `processes` worker processes.
     `backends` default: ("ort",) on cpu, ("trt",) on cuda/jetson when the build has engines. `threads` =
-    intra-op threads (None: the backend's default). Writes bench.json + bench.csv under `out` if given
-    (paths in them relative to `out`). `baseline` (a bench report the caller will gate against) is checked
-    before anything is measured: it must share rows with this run, measured on the same graphs.
+    intra-op threads (None: the backend's default). `paired`: time a reference CNN of about the row's MACs
+    beside every run of the row (each row then carries `reference_ratios` and `reference_side`, what the
+    gate's "paired" statistic compares; about twice the time). `reference_from`: a bench report (the
+    baseline) whose rows' reference sides to reuse, so that the ratios compare. Writes bench.json +
+    bench.csv under `out` if given (paths in them relative to `out`). `baseline` (a bench report the caller
+    will gate against) is checked before anything is measured: it must share rows with this run, measured on
+    the same graphs.
     """
     _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes)
     manifest, found = read_artifacts(manifest_dir)
@@ -52,7 +57,8 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
         check_comparable(baseline, [_planned(a, b) for a in artifacts for b in batch_sizes])
     plan = {"artifacts": [a.to_json() for a in artifacts], "batch_sizes": list(batch_sizes), "threads": threads,
             "provider": provider, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s,
-            "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None}
+            "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None,
+            "reference_sides": _reference_sides(artifacts, batch_sizes, reference_from) if paired else {}}
     if out is None:
         return _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
     from edgeres.manifests.bench import write_bench
@@ -78,12 +84,30 @@ def _relative_paths(report: dict[str, Any], out: Path) -> dict[str, Any]:
     return {**report, "rows": rows, "source": source}
 
 
-def gate(baseline: str | os.PathLike | dict, current: str | os.PathLike | dict, *, statistic: str = "p50",
+def gate(baseline, current: str | os.PathLike | dict, *, statistic: str = "p50",
          max_regression: float = 10.0, normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
-    """Compare two bench reports (paths to bench.json or report dicts); see `edgeres.bench.gate.compare`."""
+    """Compare a bench report with a baseline (paths to bench.json or report dicts; `baseline` may be a list of
+    several recordings of it, pooled); see `edgeres.bench.gate.compare`. The recipe benchmarks/gate_power.py
+    measured: statistic="paired" over 3 recordings (benchmarks/CI_GATE.md)."""
     from edgeres.manifests.bench import read_bench
     load = (lambda r: r if isinstance(r, dict) else read_bench(r))
-    return compare(load(baseline), load(current), statistic, max_regression, normalize, fail_on_missing)
+    recordings = [load(b) for b in baseline] if isinstance(baseline, (list, tuple)) else load(baseline)
+    return compare(recordings, load(current), statistic, max_regression, normalize, fail_on_missing)
+
+
+def _reference_sides(artifacts: list[Artifact], batch_sizes, reference_from: dict | None) -> dict[str, int]:
+    """Cell key -> side of its paired reference CNN: the baseline's for rows it has, else sized to the row's
+    MACs x batch (runtimes.timing.reference_side)."""
+    from edgeres.bench.gate import reference_sides_of
+    from edgeres.runtimes.timing import reference_side
+    known = reference_sides_of(reference_from) if reference_from else {}
+    sides = {}
+    for artifact in artifacts:
+        for batch in batch_sizes:
+            key = (artifact.target, artifact.resolution, batch, artifact.backend)
+            macs = artifact.macs * batch if artifact.macs else None
+            sides[cell_key(artifact.to_json(), batch)] = known.get(key) or reference_side(macs)
+    return sides
 
 
 def _check_numbers(batch_sizes, min_runs, min_time_s, warmup, processes) -> None:
@@ -150,6 +174,7 @@ def _assemble(source, device, plan, raw, artifacts: list[Artifact], processes: i
             cell = raw["cells"].get(cell_key(artifact.to_json(), batch))
             if cell is not None:
                 rows.append(_row(artifact, batch, cell, plan["provider"]))
+                rows[-1]["reference_side"] = plan["reference_sides"].get(cell_key(artifact.to_json(), batch))
     if not rows:
         raise EdgeresError("no cell could be measured: " + "; ".join(f"{s['key']}: {s['reason']}" for s in raw["skipped"]))
     add_ratios(rows)
@@ -158,8 +183,19 @@ def _assemble(source, device, plan, raw, artifacts: list[Artifact], processes: i
     reference.update(gemm_summary(plan["gemm_size"], reference["stats"]))
     settings = {k: plan[k] for k in ("batch_sizes", "threads", "warmup", "min_runs", "min_time_s")}
     settings.update(processes=processes, percentile=PERCENTILE_DEFINITION, interleaved=True, **_meanings())
-    return {"source": source, "device": device, "settings": settings, "reference": reference,
-            "machine": _machine(device, plan, reference), "rows": rows, "skipped": raw["skipped"]}
+    report = {"source": source, "device": device, "settings": settings, "reference": reference,
+              "machine": _machine(device, plan, reference), "rows": rows, "skipped": raw["skipped"]}
+    if raw.get("paired_references"):
+        report["paired_reference"] = _paired_reference(raw["paired_references"])
+    return report
+
+
+def _paired_reference(cells: dict) -> dict[str, Any]:
+    from edgeres.runtimes.tiny import tiny_macs
+    return {"workload": "edgeres.runtimes.tiny CNN (depth 2) at `side` px in ONNX Runtime, same intra-op threads, "
+                        "one run beside every run of the rows it serves (row `reference_side`)",
+            "sides": {side: {"macs": tiny_macs(int(side), 2), "stats": summarize(c["samples_ms"], c["chunk_medians_ms"])}
+                      for side, c in cells.items()}}
 
 
 def _meanings() -> dict[str, str]:
@@ -183,5 +219,6 @@ def _row(artifact: Artifact, batch: int, cell: dict, provider: str) -> dict[str,
     row.update(batch=batch, graph_sha256=_graph_sha256(artifact), provider=provider if artifact.backend == "ort" else artifact.backend, stats=stats,
                img_per_s=throughput(stats["p50"], batch), gflops_per_s=achieved_gflops(artifact.macs, batch, stats["p50"]),
                memory=cell["memory"], power=cell["power"], samples_ms=cell["samples_ms"],
-               chunk_medians_ms=cell["chunk_medians_ms"], process_medians_ms=cell["process_medians_ms"])
+               chunk_medians_ms=cell["chunk_medians_ms"], process_medians_ms=cell["process_medians_ms"],
+               reference_ratios=cell.get("reference_ratios", []))
     return row

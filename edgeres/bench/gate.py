@@ -12,6 +12,10 @@ from edgeres.errors import EdgeresError
 from edgeres.runtimes.stats import STATISTICS
 
 VERDICTS = ("regressed", "missing", "improved", "new", "pass")
+# Statistic of the paired mode: the median over bursts of each burst's median run / reference-run ratio, the
+# reference CNN having run beside every run (bench paired=True). Chosen by benchmarks/gate_power.py.
+PAIRED = "paired"
+GATE_STATISTICS = (*STATISTICS, PAIRED)
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,10 @@ def row_key(row: dict) -> tuple:
 
 def row_values(report: dict, statistic: str = "p50", normalize: bool = False) -> dict[tuple, float]:
     """key -> statistic of each row (ms), divided by the same statistic of the report's reference GEMM when normalising."""
+    if statistic == PAIRED:
+        return {key: _median(ratios) for key, ratios in paired_ratios([report]).items()}
     if statistic not in STATISTICS:
-        raise EdgeresError(f"unknown statistic {statistic!r}: valid are {', '.join(STATISTICS)}")
+        raise EdgeresError(f"unknown statistic {statistic!r}: valid are {', '.join(GATE_STATISTICS)}")
     scale = 1.0
     if normalize:
         ref = (report.get("reference") or {}).get("stats", {}).get(statistic)
@@ -77,14 +83,20 @@ def row_values(report: dict, statistic: str = "p50", normalize: bool = False) ->
     return {row_key(r): float(r["stats"][statistic]) / scale for r in report["rows"]}
 
 
-def compare(baseline: dict, current: dict, statistic: str = "p50", max_regression: float = 10.0,
+def compare(baseline: dict | list[dict], current: dict, statistic: str = "p50", max_regression: float = 10.0,
             normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
-    """Verdict per row of `current` against `baseline` (both bench reports as dicts)."""
+    """Verdict per row of `current` against `baseline`: one bench report, or several recordings of the same
+    build (see `baseline_values`)."""
     if not max_regression >= 0:  # also refuses nan, which no change would ever exceed
         raise EdgeresError(f"--max-regression must be >= 0 (got {max_regression})")
-    check_comparable(baseline, current["rows"])
-    base = row_values(baseline, statistic, normalize)
+    recordings = baseline if isinstance(baseline, list) else [baseline]
+    for recording in recordings:
+        check_comparable(recording, current["rows"])
+    base = baseline_values(recordings, statistic, normalize)
+    if statistic == PAIRED:
+        check_same_reference(recordings, current)
     cur = row_values(current, statistic, normalize)
+    baseline = recordings[0]
     rows = [_verdict(k, base.get(k), cur.get(k), max_regression) for k in sorted(set(base) | set(cur), key=str)]
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), -(r.change_pct or 0.0)))
     return GateResult(rows, statistic, max_regression, normalize, fail_on_missing, _notes(baseline, current))
@@ -135,3 +147,55 @@ def _notes(baseline: dict, current: dict) -> list[str]:
         if a != b:
             notes.append(f"{field_} differs: baseline {a!r}, current {b!r}")
     return notes
+
+
+def paired_ratios(reports: list[dict]) -> dict[tuple, list[float]]:
+    """key -> every burst ratio to the paired reference the reports hold for that row (recordings pooled).
+
+    Each ratio compares runs made within a millisecond of a reference run, so it needs no alignment across
+    processes or recordings; one unlucky recording adds a few outlying bursts instead of moving every row."""
+    pooled: dict[tuple, list[float]] = {}
+    for report in reports:
+        for row in report["rows"]:
+            if not row.get("reference_ratios"):
+                raise EdgeresError("the paired gate needs reports benched with the paired reference (edgeres bench "
+                                   "of this version, without --no-paired): re-record the baseline")
+            pooled.setdefault(row_key(row), []).extend(float(r) for r in row["reference_ratios"])
+    return pooled
+
+
+def reference_sides_of(report: dict) -> dict[tuple, int]:
+    """Row key -> side (px) of the paired reference CNN the row was benched beside (rows without one left out)."""
+    return {row_key(r): r["reference_side"] for r in report["rows"] if r.get("reference_side")}
+
+
+def check_same_reference(recordings: list[dict], current: dict) -> None:
+    """Paired ratios compare only against the same reference CNN: one-line error naming the first row that
+    differs and how to bench it."""
+    ours = reference_sides_of(current)
+    for recording in recordings:
+        for key, side in reference_sides_of(recording).items():
+            if key in ours and ours[key] != side:
+                raise EdgeresError(f"the paired gate needs the baseline's reference CNN per row: {key[0]}@{key[1]} "
+                                   f"batch {key[2]} was benched beside a {ours[key]} px one, the baseline beside "
+                                   f"{side} px; bench with reference_from=<the baseline> (the CLI does with --baseline)")
+
+
+def baseline_values(recordings: list[dict], statistic: str = "p50", normalize: bool = False) -> dict[tuple, float]:
+    """The baseline per row from one or several recordings: paired pools their bursts and takes the median;
+    other statistics take the median of the recordings' values (a row absent from one recording keeps the
+    others')."""
+    if not recordings:
+        raise EdgeresError("no baseline recording given")
+    if statistic == PAIRED:
+        return {key: _median(ratios) for key, ratios in paired_ratios(recordings).items()}
+    values: dict[tuple, list[float]] = {}
+    for report in recordings:
+        for key, value in row_values(report, statistic, normalize).items():
+            values.setdefault(key, []).append(value)
+    return {key: _median(v) for key, v in values.items()}
+
+
+def _median(values: list[float]) -> float:
+    from edgeres.runtimes.stats import percentile
+    return percentile(values, 50)

@@ -14,7 +14,8 @@ from edgeres.manifests.artifacts import Artifact
 from edgeres.runtimes import open_runner
 from edgeres.runtimes.base import SkipCell
 from edgeres.runtimes.stats import percentile
-from edgeres.runtimes.timing import GEMM_SIZE, Cell, gemm_cell, interleave, peak_rss_mb, rss_mb, warm_up
+from edgeres.runtimes.timing import (GEMM_SIZE, Cell, conv_reference_cell, gemm_cell, interleave, interleave_paired,
+                                     peak_rss_mb, rss_mb, warm_up)
 from edgeres.runtimes.torch_eager import TorchRunner
 
 
@@ -26,14 +27,22 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """Prepare every (artifact, batch) cell, warm up, interleave timed bursts (plus the reference GEMM)."""
     cells, runners, memory, skipped = _prepare(plan)
     reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
-    warm_up([reference], 3)
-    interleave(cells + [reference], plan["min_runs"], plan["min_time_s"])
+    sides = plan.get("reference_sides") or {}
+    used = sorted({sides[c.key] for c in cells if c.key in sides})  # not those of skipped cells
+    paired = {side: conv_reference_cell(side, plan.get("threads")) for side in used}
+    warm_up([reference, *paired.values()], 3)
+    if not paired:
+        interleave(cells + [reference], plan["min_runs"], plan["min_time_s"])
+    else:  # each row's reference runs beside its every run (timing.paired_burst); the GEMM stays for GFLOP/s
+        interleave_paired(cells, {c.key: paired[sides[c.key]] for c in cells}, plan["min_runs"], plan["min_time_s"],
+                          unpaired=(reference,))
     power = _power(plan, cells)
     for runner in runners:
         runner.close()
     TorchRunner._models.clear()  # one checkpoint load per plan, not a cache across plans
     return {"cells": {c.key: _result(c, memory.get(c.key), power.get(c.key)) for c in cells},
-            "reference": _result(reference, None, None), "skipped": skipped}
+            "reference": _result(reference, None, None), "skipped": skipped,
+            "paired_references": {str(side): _result(cell, None, None) for side, cell in paired.items()}}
 
 
 def _prepare(plan: dict[str, Any]) -> tuple[list[Cell], list, dict, list]:
@@ -77,6 +86,7 @@ def _power(plan: dict, cells: list[Cell]) -> dict:
 def _result(cell: Cell, memory, power) -> dict[str, Any]:
     return {"samples_ms": [round(s, 6) for s in cell.samples_ms],
             "chunk_medians_ms": [round(s, 6) for s in cell.chunk_medians_ms],
+            "reference_ratios": [round(s, 6) for s in cell.reference_ratios],
             "process_medians_ms": [round(percentile(cell.samples_ms, 50), 6)], "memory": memory, "power": power}
 
 
@@ -87,9 +97,11 @@ def measure(plan: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     results = [_in_subprocess(plan) for _ in range(processes)]
     merged = results[0]
     for other in results[1:]:
-        for key, cell in [*other["cells"].items(), ("reference", other["reference"])]:
-            into = merged["reference"] if key == "reference" else merged["cells"][key]
-            for field in ("samples_ms", "chunk_medians_ms", "process_medians_ms"):
+        pairs = [(merged["cells"][key], cell) for key, cell in other["cells"].items()]
+        pairs += [(merged["reference"], other["reference"])]
+        pairs += [(merged["paired_references"][side], cell) for side, cell in other.get("paired_references", {}).items()]
+        for into, cell in pairs:
+            for field in ("samples_ms", "chunk_medians_ms", "reference_ratios", "process_medians_ms"):
                 into[field] = into[field] + cell[field]
             if cell["memory"]:
                 into["memory"]["peak_rss_mb"] = max(into["memory"]["peak_rss_mb"], cell["memory"]["peak_rss_mb"])

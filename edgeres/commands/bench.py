@@ -1,8 +1,8 @@
 """`edgeres bench`: latency per resolution x target x batch, optional CI regression gate."""
 import click
 
+from edgeres.bench.gate import GATE_STATISTICS
 from edgeres.options import FiniteFloat, out_option, res_option
-from edgeres.runtimes.stats import STATISTICS
 
 
 
@@ -32,13 +32,16 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the whole interleaved sweep in N fresh worker processes (robust medians).")
 @out_option(required=False, help_text="Where bench.json/bench.csv go (default: DIRECTORY/bench).")
-@click.option("--baseline", type=click.Path(exists=True), default=None, help="Gate against this bench.json.")
+@click.option("--baseline", "baselines", type=click.Path(exists=True), multiple=True,
+              help="Gate against this bench.json (repeat for several recordings of the baseline: pooled).")
 @click.option("--max-regression", type=FiniteFloat(min=0), default=10.0, show_default=True, help="Percent.")
-@click.option("--statistic", type=click.Choice(STATISTICS), default="p50", show_default=True)
+@click.option("--statistic", type=click.Choice(GATE_STATISTICS), default="p50", show_default=True,
+              help="paired: median ratio to the reference CNN timed beside every run (benchmarks/CI_GATE.md).")
+@click.option("--no-paired", is_flag=True, help="Do not time the paired reference CNN (half the time; no paired gate).")
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
 def command(directory, device, targets, res, batch, backends, threads, min_runs, min_time, warmup, processes, out,
-            baseline, max_regression, statistic, normalize, fail_on_missing) -> None:
+            baselines, max_regression, statistic, no_paired, normalize, fail_on_missing) -> None:
     """Measure DIRECTORY (a build dir with build.json, or an export dir with export.json).
 
     Per (target, resolution, batch): warm-up, then interleaved timed runs until --min-runs and --min-time;
@@ -55,22 +58,25 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     from pathlib import Path
 
     from edgeres.bench import bench, gate
+    from edgeres.manifests.bench import read_bench
     from edgeres.errors import EdgeresError
     from edgeres.manifests.bench import read_bench
     from edgeres.report import print_bench_table
     from edgeres.resolutions import parse_resolutions
 
     out = Path(out) if out else Path(directory) / "bench"
-    base = read_bench(baseline) if baseline else None  # a malformed baseline fails now, not after the benchmark
+    recorded = [read_bench(b) for b in baselines]  # a malformed baseline fails now, not after the benchmark
+    first = recorded[0] if recorded else None
     report = bench(directory, device=device, targets=targets or None,
                    resolutions=parse_resolutions(res) if res else None, batch_sizes=_ints(batch, "--batch"),
                    threads=threads, min_runs=min_runs, min_time_s=min_time, warmup=warmup, backends=backends or None,
-                   out=out, processes=processes, baseline=base)
+                   out=out, processes=processes, baseline=first, paired=not no_paired,
+                   reference_from=first)  # the baseline's reference CNNs: comparable ratios
     print_bench_table(report)
     click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.csv'}; next: edgeres report {out / 'bench.json'} "
                f"--out {out.parent / 'report'}")
-    if baseline:
-        result = gate(base, report, statistic=statistic, max_regression=max_regression, normalize=normalize,
+    if recorded:
+        result = gate(recorded, report, statistic=statistic, max_regression=max_regression, normalize=normalize,
                       fail_on_missing=fail_on_missing)
         _print_gate(result)
         if not result.passed:
@@ -81,7 +87,7 @@ def _print_gate(result) -> None:
     from rich.table import Table
 
     from edgeres.report.tables import wide_console
-    unit = "x ref" if result.normalized else "ms"
+    unit = "x ref" if result.normalized or result.statistic == "paired" else "ms"
     table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
     for column in ("row", "verdict", "baseline", "current", "change"):
         table.add_column(column, justify="left" if column in ("row", "verdict") else "right")

@@ -44,12 +44,14 @@ def with_metadata(model_bytes: bytes, props: Mapping[str, Any]) -> "onnx.ModelPr
     return proto
 
 
-def check_graph(proto, where: str) -> None:
-    """onnx.checker passes and no BatchNormalization node is left (every BN was folded)."""
+def check_graph(proto, where: str, serialized: bytes | None = None) -> None:
+    """onnx.checker passes and no BatchNormalization node is left (every BN was folded).
+
+    `serialized`: the proto's bytes when the caller has them (the checker would serialise it once more)."""
     import onnx
 
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(proto if serialized is None else serialized, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise EdgeresError(f"{where}: onnx.checker rejects the graph ({str(exc).splitlines()[0][:200]})") from None
     left = [n.name or n.op_type for n in proto.graph.node if n.op_type == "BatchNormalization"]

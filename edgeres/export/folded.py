@@ -3,9 +3,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgeres._io import sha256_file, write_bytes
+from edgeres._io import write_bytes
 from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
-from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_logits, torch_logits, verification_inputs
+from edgeres.export.source import (ExportSettings, Source, bn_pairs, graph_metadata, one_torch_thread, ort_logits,
+                                   torch_logits, verification_inputs)
 
 log = logging.getLogger("edgeres.export")
 
@@ -18,19 +19,29 @@ def export_resolution(src: Source, res: int, tmp: Path, settings: ExportSettings
 
     choice = choose_bn(res, src.info.resolutions, settings.allow_nearest)
     _warn_feature_map(src, choice)
-    special = specialize(src.model, res, settings.allow_nearest)
     shape = (1, src.info.arch.in_channels, res, res)
-    proto = _graph(special, shape, settings, graph_metadata(src, resolution=res, bn=bn_mode(choice)))
+    with one_torch_thread():
+        special = specialize(src.model, res, settings.allow_nearest, pairs=bn_pairs(src))
+        proto = _graph(special, shape, settings, graph_metadata(src, resolution=res, bn=bn_mode(choice)))
     name = src.graph_name(f"r{res}")
-    check_graph(proto, name)
-    write_bytes(tmp / name, proto.SerializeToString())
+    digest, size = write_checked(proto, tmp / name)
     result = verify_graph(src, tmp / name, res, settings)
-    spec = io_spec(proto)
-    return {"resolution": res, "file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
+    spec, fp16 = io_spec(proto), fp16_range(special)
+    cost = model_cost(special.to("meta"), shape)  # shapes only: the MACs without a second real forward
+    return {"resolution": res, "file": name, "sha256": digest, "bytes": size,
             "opset": settings.opset, "input": spec["inputs"][0], "output": spec["outputs"][0],
-            **model_cost(special, shape).to_json(), "bn": bn_mode(choice),
+            **cost.to_json(), "bn": bn_mode(choice),
             "bn_source": {"high": choice.high, "low": choice.low, "w_high": choice.w_high},
-            "feature_map": src.sides[res], **result.to_json(), "fp16": fp16_range(special)}
+            "feature_map": src.sides[res], **result.to_json(), "fp16": fp16}
+
+
+def write_checked(proto, path: Path) -> tuple[str, int]:
+    """Serialise once, check those bytes (onnx.checker, no BN left) and write them; returns (sha256, bytes)."""
+    import hashlib
+    data = proto.SerializeToString()
+    check_graph(proto, path.name, data)
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def _graph(module, shape: tuple, settings: ExportSettings, props: dict[str, Any]):

@@ -1,7 +1,8 @@
 """What every exported graph needs: the settings, the checkpoint being exported, and the reference logits."""
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class Source:
     sides: dict[int, int]  # resolution -> final feature-map side (px)
     ort_logits: dict[int, np.ndarray] = field(default_factory=dict)  # folded graphs' verified outputs
     inputs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (res, count) -> verification images
+    pairs: list[tuple[str, str]] | None = None  # (conv, BN) names: the same at every resolution, found once
 
     @property
     def rule(self) -> Rule:
@@ -40,6 +42,37 @@ class Source:
 
     def graph_name(self, tag: str) -> str:
         return f"{self.info.arch.slug}_{tag}.onnx"  # slug: timm:x / module:factory names hold a colon
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one intra-op thread inside, the caller's count restored after. For the batch-1 work of export
+    (dummy forwards, tracing, folding): its ops are too small to gain from threads, and on a busy 2-core box
+    every parallel region waits for a descheduled thread (5-resolution ResNet18 export: 17-19 s on one thread,
+    33-49 s on two). The verification forward on a batch of real images keeps the caller's threads."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def bn_pairs(src: Source) -> list[tuple[str, str]]:
+    """The RS-Net's (conv, BN) pairs, found once by one dummy forward at the smallest resolution (cheapest)
+    of a frozen copy, as `specialize` would find them at every resolution."""
+    if src.pairs is None:
+        import copy
+
+        from edgeres.models.specialize import conv_bn_pairs, freeze_for_export
+        from edgeres.models.switchable_bn import set_resolution
+        probe = copy.deepcopy(src.model).eval()
+        low = min(src.sides)
+        set_resolution(probe, low, allow_nearest=True)
+        freeze_for_export(probe)
+        src.pairs = conv_bn_pairs(probe, low)
+    return src.pairs
 
 
 def graph_metadata(src: Source, **extra: Any) -> dict[str, Any]:
@@ -77,4 +110,5 @@ def torch_logits(src: Source, xs: np.ndarray, res: int, allow_nearest: bool) -> 
 def ort_logits(path: Path, xs: np.ndarray, extra_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Logits of a graph in ONNX Runtime (fed in its static batch when it has one)."""
     from edgeres.runtimes.ort import OrtRunner
-    return OrtRunner(path, feeds=extra_feeds).infer(xs)
+    # spinning off: idle pool threads that busy-wait between the runs only steal a busy box's cores
+    return OrtRunner(path, feeds=extra_feeds, spinning=False).infer(xs)

@@ -1,10 +1,12 @@
-"""One switchable ONNX graph: conv weights stored once, per-resolution BN affine chosen at run time.
+"""One switchable ONNX graph: conv weights stored once, the resolution's BNs folded into them when it loads.
 
-Each SwitchableBatchNorm2d becomes y = x * a[i] + b[i]: a = gamma / sqrt(var + eps), b = beta - mean * a (the BN
-folded to an affine) for each of the S trained resolutions (high -> low), stored as [S, C, 1, 1] tables, and i
-is the graph's second input `res_index` (int64, shape [1]), read through Gather. Spatial size is dynamic, so the
-one file serves every trained resolution. The price: the affine stays a separate Mul/Add after each conv
-instead of vanishing into the weights, which the manifest's latency comparison makes visible.
+Each SwitchableBatchNorm2d is first exported as y = x * a[i] + b[i]: a = gamma / sqrt(var + eps),
+b = beta - mean * a (the BN folded to an affine) for each of the S trained resolutions (high -> low), stored as
+[S, C, 1, 1] tables read through Gather by the graph's second input `res_index` (int64, shape [1]). That graph
+cost 1.15-1.35x the folded graphs (an unfused Mul/Add/Relu and NCHWc reorders per conv), so `branches`
+rewrites it as one If branch per resolution whose convs compute with W * a_k: the runtime folds that at
+session load, and every branch runs the folded graph's kernels. Spatial size stays dynamic, so the one file
+serves every trained resolution.
 """
 import copy
 import statistics
@@ -15,16 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeres._io import sha256_file, write_bytes
-from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
-from edgeres.export.source import ExportSettings, Source, graph_metadata, ort_logits, torch_logits, verification_inputs
+from edgeres.export.branches import branched_from_tables
+from edgeres.export.checks import agreement, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres.export.folded import write_checked
+from edgeres.export.source import (ExportSettings, Source, graph_metadata, one_torch_thread, ort_logits, torch_logits,
+                                   verification_inputs)
 from edgeres.models.specialize import freeze_for_export, replace_module
 from edgeres.models.switchable_bn import SwitchableBatchNorm2d
 
-TIMING_RUNS, TIMING_WARMUP, TIMING_SECONDS = 20, 5, 0.2
-TIMING_NOTE = (f"indicative: ONNX Runtime CPU, batch 1, median of >= {TIMING_RUNS} interleaved runs (>= "
-               f"{TIMING_SECONDS} s) after {TIMING_WARMUP} warm-up, on a possibly shared machine; use `edgeres bench` "
-               "for real numbers")
+TIMING_THREADS, TIMING_WARMUP, TIMING_BURSTS, TIMING_BURST_S = 2, 5, 7, 0.1
+TIMING_NOTE = (f"indicative: ONNX Runtime CPU, {TIMING_THREADS} threads, batch 1, after {TIMING_WARMUP} warm-up runs "
+               f"{TIMING_BURSTS} bursts of {TIMING_BURST_S} s alternating a switchable and a folded run; *_ms are "
+               "medians of all runs, ratio the median over bursts of each burst's median switchable/folded run "
+               "ratio, on a possibly shared machine; use `edgeres bench` for real numbers")
 
 
 class _Index:
@@ -81,13 +86,13 @@ def export_switchable(src: Source, tmp: Path, settings: ExportSettings, graphs: 
     """Export, check and verify the switchable graph; returns export.json's `switchable` entry."""
     trained = list(src.info.resolutions)
     name = src.graph_name("switchable")
-    proto = _switchable_proto(src, settings, trained)
-    check_graph(proto, name)
-    write_bytes(tmp / name, proto.SerializeToString())
+    with one_torch_thread():
+        proto = _switchable_proto(src, settings, trained)
+    digest, size = write_checked(proto, tmp / name)
     checks = {r: verify_switchable(src, tmp / name, trained.index(r), r, settings) for r in trained}
     folded = {g["resolution"]: g for g in graphs if g["resolution"] in trained and g["bn"] == "exact"}
     spec = io_spec(proto)
-    return {"file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
+    return {"file": name, "sha256": digest, "bytes": size,
             "opset": settings.opset, "inputs": spec["inputs"], "output": spec["outputs"][0],
             "resolutions": trained, "res_index": "position in `resolutions` (high -> low), int64 [1]",
             "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
@@ -105,8 +110,8 @@ def _switchable_proto(src: Source, settings: ExportSettings, trained: list[int])
     raw = onnx_from_module(SwitchableGraph(src.model), (x, torch.zeros(1, dtype=torch.int64)),
                            ["input", "res_index"], ["logits"], settings.opset, axes)
     props = graph_metadata(src, resolutions=",".join(map(str, trained)), bn="switchable",
-                      res_index="int64 [1]: index into edgeres.resolutions (high -> low)")
-    return with_metadata(raw, props)
+                           res_index="int64 [1]: index into edgeres.resolutions (high -> low)")
+    return branched_from_tables(with_metadata(raw, props), len(trained))
 
 
 def verify_switchable(src: Source, path: Path, index: int, res: int, settings: ExportSettings) -> dict[str, Any]:
@@ -132,13 +137,17 @@ def _size_vs_folded(path: Path, folded: dict[int, dict], count: int) -> dict[str
 
 
 def _latency(switchable: Path, folded: Path, index: int, shape: list) -> dict[str, float]:
-    """Median ORT latency (ms) of both graphs at batch 1, interleaved by the one timing primitive."""
+    """Both graphs at batch 1, run by run in turn (timing.paired_burst): medians (ms) and the paired ratio."""
     from edgeres.runtimes.base import random_input
     from edgeres.runtimes.ort import OrtRunner
-    from edgeres.runtimes.timing import median_ms, runner_cell
-    runners = {"switchable": OrtRunner(switchable, spinning=False, feeds={"res_index": np.array([index], np.int64)}),
-               "folded": OrtRunner(folded, spinning=False)}
+    from edgeres.runtimes.timing import paired_burst, runner_cell, warm_up
+    feeds = {"res_index": np.array([index], np.int64)}
+    runners = {"switchable": OrtRunner(switchable, TIMING_THREADS, spinning=False, feeds=feeds),
+               "folded": OrtRunner(folded, TIMING_THREADS, spinning=False)}
     x = random_input(tuple(1 if isinstance(d, str) else d for d in shape))  # the folded graph's 1,C,R,R
-    cells = [runner_cell(key, r, x) for key, r in runners.items()]
-    medians = median_ms(cells, TIMING_RUNS, TIMING_SECONDS, TIMING_WARMUP)
-    return {f"{k}_ms": round(v, 4) for k, v in medians.items()}
+    cells = {key: runner_cell(key, r, x) for key, r in runners.items()}
+    warm_up(list(cells.values()), TIMING_WARMUP)
+    for _ in range(TIMING_BURSTS):
+        paired_burst(cells["switchable"], cells["folded"], TIMING_BURST_S)
+    medians = {f"{k}_ms": round(statistics.median(c.samples_ms), 4) for k, c in cells.items()}
+    return {**medians, "ratio": round(statistics.median(cells["switchable"].reference_ratios), 4)}

@@ -194,29 +194,28 @@ def check_resolutions_fit(model: nn.Module, resolutions: Sequence[int], in_chann
     """Run one dummy image per resolution (eval mode); return the last feature map's side per resolution.
 
     A resolution the network cannot take (a map shrinking to nothing) is a one-line error before training.
+    The dummy runs go through a copy on PyTorch's meta device: shapes and their errors without the arithmetic
+    (5 ResNet18 forwards at 224..96 px took 5.6 s of a 37 s export on a busy 2-core box).
     """
+    import copy
+
     import torch
 
     from edgeres.models.switchable_bn import at_resolution
 
+    probe = copy.deepcopy(model).to("meta").eval()
     sides: dict[int, int] = {}
     last_map: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: last_map.append(out.shape[-1]))
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was_training = model.training
-    model.eval()
-    try:
-        for res in parse_resolutions(resolutions):
-            last_map.clear()
-            try:
-                with torch.no_grad(), at_resolution(model, res, allow_nearest=True):
-                    model(torch.zeros(1, in_channels, res, res))
-            except RuntimeError as exc:
-                raise EdgeresError(f"resolution {res} cannot pass through this network "
-                                   f"({str(exc).splitlines()[0]}): use a larger resolution") from None
-            sides[res] = last_map[-1]
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    for m in probe.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda _m, _i, out: last_map.append(out.shape[-1]))
+    for res in parse_resolutions(resolutions):
+        last_map.clear()
+        try:
+            with torch.no_grad(), at_resolution(probe, res, allow_nearest=True):
+                probe(torch.zeros(1, in_channels, res, res, device="meta"))
+        except RuntimeError as exc:
+            raise EdgeresError(f"resolution {res} cannot pass through this network "
+                               f"({str(exc).splitlines()[0]}): use a larger resolution") from None
+        sides[res] = last_map[-1]
     return sides

@@ -18,13 +18,15 @@ def ort_session(model: str | os.PathLike | bytes, threads: int | None = None, pr
     threads: intra-op threads (None: ORT default). spinning=False stops idle pool threads from busy-waiting
     after each run: several sessions used in turn (bench interleaving, cascade stages) then do not fight each
     other's spinners (bench measured p99 28.6 -> 4.4 ms on a tiny CNN on a busy 2-core box).
-    level: graph optimisation "all" or "extended"; save_to writes the optimised graph there.
+    level: graph optimisation "all", "extended" or "none" (what ORT's calibrator runs: no fusion may hide a
+    tensor it measures); save_to writes the optimised graph there.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise for users
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -24,6 +24,7 @@ class Cell:
     run: Callable[[], float | None]
     samples_ms: list[float] = field(default_factory=list)
     chunk_medians_ms: list[float] = field(default_factory=list)
+    reference_ratios: list[float] = field(default_factory=list)  # per paired burst: median of run / reference run
 
     def done(self, min_runs: int, min_time_s: float) -> bool:
         return len(self.samples_ms) >= min_runs and sum(self.samples_ms) >= 1000.0 * min_time_s
@@ -94,6 +95,69 @@ def interleave(cells: list[Cell], min_runs: int, min_time_s: float, bursts: int 
     while pending:
         for cell in pending:
             burst(cell, seconds)
+        pending = [c for c in pending if not c.done(min_runs, min_time_s)]
+
+
+def conv_reference_cell(side: int, threads: int | None = None) -> Cell:
+    """A reference workload that resembles the models: the tiny CNN of edgeres.runtimes.tiny (3x3 convs + ReLU in
+    ONNX Runtime, same threads) at `side` px (see `reference_side`).
+
+    Work of the same kind meets the same contention, cache and frequency as the rows; the 256 GEMM (0.15 ms of
+    MLAS MatMul) moved 0.28-0.43 ms between runs while the tiny CNN's rows moved under 10% (issue 15).
+    """
+    from edgeres.runtimes.tiny import tiny_graph
+    from edgeres.runtimes.ort import ort_session
+    session = ort_session(tiny_graph(side), threads, spinning=False)
+    feed = {"input": np.random.default_rng(1).standard_normal((1, 3, side, side), dtype=np.float32)}
+
+    def run() -> None:
+        session.run(None, feed)
+    return Cell(f"reference-cnn@{side}", run)
+
+
+def reference_side(macs: int | None, low: int = 16, high: int = 1024) -> int:
+    """The reference CNN's side (px) for a row of `macs` MACs: the side whose MACs equal `macs`, rounded to a
+    half-octave grid (16, 23, 32, 45, 64, 91, ...) so that a model made somewhat slower usually keeps its
+    baseline's reference (the CLI passes the baseline's sides anyway). 32 when `macs` is unknown.
+
+    Per row, not one for all: in 20 reruns on a busy 2-core box the row costing what one 64 px reference costs
+    kept its paired ratio within -1..+2.5% while the row 4x cheaper drifted up to +12.6% (gate_power.py)."""
+    import math
+
+    from edgeres.runtimes.tiny import tiny_macs
+    if not macs:
+        return 32
+    exact = max((macs / tiny_macs(1, 2)) ** 0.5, 1.0)
+    return int(min(max(round(2 ** (round(2 * math.log2(exact)) / 2)), low), high))
+
+
+def paired_burst(cell: Cell, reference: Cell, seconds: float) -> None:
+    """One burst of ~`seconds` alternating a run of `cell` with a run of `reference`, both timed: each pair
+    ran within a millisecond or so of each other, so a neighbour's load hits both. Records both cells'
+    samples and burst medians, and on `cell` the median of the burst's run / reference-run ratios."""
+    mine, theirs, end = [], [], time.perf_counter() + seconds
+    while not mine or time.perf_counter() < end:
+        mine.append(time_once(cell))
+        theirs.append(time_once(reference))
+    for target, samples in ((cell, mine), (reference, theirs)):
+        target.samples_ms.extend(samples)
+        target.chunk_medians_ms.append(percentile(samples, 50))
+    cell.reference_ratios.append(percentile([a / b for a, b in zip(mine, theirs) if b > 0], 50))
+
+
+def interleave_paired(cells: list[Cell], references: dict[str, Cell], min_runs: int, min_time_s: float,
+                      bursts: int = 8, unpaired: tuple[Cell, ...] = ()) -> None:
+    """`interleave` with each cell's reference (`references[cell.key]`) run alongside its every run
+    (paired_burst), `unpaired` cells in the same rotation by plain bursts: a cell's `reference_ratios` hold one
+    ratio per burst, however many processes or rotations produced them."""
+    seconds = max(min_time_s / bursts, 1e-3)
+    pending = [*cells, *unpaired]
+    while pending:
+        for cell in pending:
+            if cell in unpaired:
+                burst(cell, seconds)
+            else:
+                paired_burst(cell, references[cell.key], seconds)
         pending = [c for c in pending if not c.done(min_runs, min_time_s)]
 
 

@@ -1,0 +1,31 @@
+"""What every benchmark result records about the machine: CPU model, ISA flags, load, and that it may be shared."""
+import os
+import time
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def lscpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo (and so `lscpu`) lists them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_record(threads: int | None, shared_note: str) -> dict:
+    """CPU model, which of ISA_FLAGS it has, cores, load averages now, library versions, and `shared_note`."""
+    from edgeres.bench.machine import cpu_model, library_versions, usable_cpus
+    flags = lscpu_flags()
+    return {"cpu_model": cpu_model(), "isa": {flag: flag in flags for flag in ISA_FLAGS}, "cpus": usable_cpus(),
+            "threads": threads, "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "libraries": library_versions(), "shared": shared_note, "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def isa_text(record: dict) -> str:
+    """'avx2 avx512_vnni amx_int8 ...' (the flags present) for tables."""
+    return " ".join(flag for flag, present in record["isa"].items() if present) or "none of " + ", ".join(ISA_FLAGS)
