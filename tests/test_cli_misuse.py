@@ -30,6 +30,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from click.testing import CliRunner
 
+from edgeres import _optional
 from edgeres.cli import cli
 
 from .conftest import randomize_bn
@@ -332,7 +333,8 @@ CASES = [
     Case("build-target-unknown", "build {ws}/exp --target nope --out {case}/b", 2, "unknown build target"),
     Case("build-second-target-unknown", "build {ws}/exp --target ort-fp32 --target nope --out {case}/bld", 2,
          "unknown build target", setup=copy("bld")),
-    Case("build-trt-without-tensorrt", "build {ws}/exp --target trt-fp16 --out {case}/b", 1, "TensorRT"),
+    Case("build-trt-without-tensorrt", "build {ws}/exp --target trt-fp16 --out {case}/b", 1, "TensorRT",
+         marks=(pytest.mark.skipif(_optional.available("tensorrt"), reason="TensorRT is installed here"),)),
     Case("build-out-user-dir", "build {ws}/exp --target ort-fp32 --out {ws}/notes", 1, "holds no build.json"),
     Case("build-calib-rgb", "build {ws}/exp --target ort-int8 --calib-data {ws}/rgb --out {case}/bld", 1,
          "3-channel images", setup=copy("bld")),
