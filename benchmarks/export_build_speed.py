@@ -10,7 +10,7 @@ build into their stages.
 
     nice -n 5 .venv/bin/python benchmarks/export_build_speed.py              # ~4 min on 2 shared cores
 
-Writes benchmarks/results/export_build_speed.{json,md}.
+Writes benchmarks/results/export_build_speed[_calib<N>].{json,md}.
 """
 import argparse
 import cProfile
@@ -89,10 +89,10 @@ def profiled(fn) -> tuple[object, dict, float]:
     return result, profile, round(ms / 1000.0, 3)
 
 
-def build_once(export_dir: Path, out: Path, eval_images: int | None):
+def build_once(export_dir: Path, out: Path, eval_images: int | None, calib_images: int):
     from edgeres.build import build
     shutil.rmtree(out, ignore_errors=True)
-    return build(export_dir, out, ["ort-int8"], eval_images=eval_images)
+    return build(export_dir, out, ["ort-int8"], eval_images=eval_images, calib_images=calib_images)
 
 
 def markdown(result: dict) -> str:
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--verify-images", type=int, default=8)
     parser.add_argument("--eval-images", type=int, default=500, help="build's evaluation images (None: all)")
+    parser.add_argument("--calib-images", type=int, default=None, help="build's calibration images (default: its own)")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--work", default="/tmp/edgeres-export-speed")
     args = parser.parse_args()
@@ -138,13 +139,15 @@ def main() -> None:
                         "median_plain_s": statistics.median(p["plain_s"] for p in pairs),
                         "profiled_s": seconds, "stages": stage_times(profile, EXPORT_STAGES)}
     if not args.skip_build:
-        _, profile, seconds = profiled(lambda: build_once(work / "export", work / "build", args.eval_images))
-        result["build"] = {"wall_s": seconds, "calib_images": CalibSettings().images, "eval_images": args.eval_images,
+        calib_images = args.calib_images or CalibSettings().images
+        _, profile, seconds = profiled(lambda: build_once(work / "export", work / "build", args.eval_images, calib_images))
+        result["build"] = {"wall_s": seconds, "calib_images": calib_images, "eval_images": args.eval_images,
                            "stages": stage_times(profile, BUILD_STAGES)}
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    name = "export_build_speed" + (f"_calib{args.calib_images}" if args.calib_images else "")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "export_build_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "export_build_speed.md").write_text(markdown(result))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
 
 

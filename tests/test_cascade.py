@@ -186,13 +186,17 @@ def test_runner_works_with_torch_blocked(export_dir):
 def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     report = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3, out=tmp_path)
     assert [r.method for r in report.rows] == ["highest", "random", "cascade"]
-    assert report.tune_split == "val[0:30]" and report.report_split == "val[30:60]"
+    assert report.tune_split == "val stratified half 1 of 60" and report.report_split == "val stratified half 2 of 60"
     assert report.row("highest").mean_macs == tiny_macs(28)
     assert report.tuning.top1 >= report.tuning.reference_top1 - 1.0
     saved = json.loads((tmp_path / "cascade.json").read_text())
     # strict JSON: a stage that never answers is stored as null, not Infinity
     assert saved["thresholds"] == [None if math.isinf(t) else t for t in report.tuning.thresholds]
     assert saved["random_seed"] == 3
+    tune, rep = saved["splits"]["tune"], saved["splits"]["report"]
+    assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
+    assert max(abs(a - b) for a, b in zip(tune["class_histogram"], rep["class_histogram"])) <= 1
+    assert all(r["p50_latency_ms"] <= r["p90_latency_ms"] <= r["p99_latency_ms"] for r in saved["rows"])
     again = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3)
     assert again.row("random").top1 == report.row("random").top1  # same seed, same choices
     assert again.row("random").stage_share == report.row("random").stage_share
