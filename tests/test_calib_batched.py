@@ -1,6 +1,8 @@
 """Calibration runs a dynamic-batch copy of a static batch-1 graph CALIB_BATCH images at a time: the same
 MinMax ranges as one image per run; a graph that cannot take a batch falls back to one image per run."""
 import numpy as np
+from types import SimpleNamespace
+
 import pytest
 
 onnx = pytest.importorskip("onnx")
@@ -10,17 +12,18 @@ from edgeres.build import calib, graph_entries  # noqa: E402
 from edgeres.build.ort import preprocess  # noqa: E402
 from edgeres.build.targets import CalibSettings, GraphEntry  # noqa: E402
 from edgeres.data import open_images  # noqa: E402
-from edgeres.manifests._base import read_manifest  # noqa: E402
+from edgeres.manifests.export import read_export  # noqa: E402
+from edgeres.manifests.preprocessing import Preprocessing  # noqa: E402
 from tests.test_build_support import tiny_export  # noqa: E402
 
-NORM = {"normalization": {"mean": [0.2860], "std": [0.3530]}, "eval_crop_ratio": 1.0}
+NORM = SimpleNamespace(preprocessing=Preprocessing((0.2860,), (0.3530,), 1.0))  # what calibration reads of export
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     export_dir = tiny_export(tmp_path_factory, "calib-batched")
-    export = read_manifest(export_dir, "export")
-    graph = graph_entries(export, export_dir)[0]
+    export = read_export(export_dir)
+    graph = graph_entries(export)[0]
     return export, graph, preprocess(graph.file, tmp_path_factory.mktemp("pre") / "pre.onnx")
 
 

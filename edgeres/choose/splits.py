@@ -24,10 +24,13 @@ def stratified_halves(labels: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarra
     """`chosen` indices split in two, alternating within each class (in `chosen`'s order): disjoint, and
     each class's count differs by at most one between the halves. Both returned sorted."""
     seen: dict[int, int] = {}
+    offset: dict[int, int] = {}  # classes alternate which half gets their odd one out, so the totals balance too
     first = np.zeros(len(chosen), bool)
     for k, label in enumerate(np.asarray(labels)[chosen]):
-        first[k] = seen.get(int(label), 0) % 2 == 0
-        seen[int(label)] = seen.get(int(label), 0) + 1
+        label = int(label)
+        offset.setdefault(label, len(offset) % 2)
+        first[k] = (seen.get(label, 0) + offset[label]) % 2 == 0
+        seen[label] = seen.get(label, 0) + 1
     return np.sort(chosen[first]), np.sort(chosen[~first])
 
 
