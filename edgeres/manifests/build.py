@@ -14,7 +14,7 @@ from edgeres._io import contained
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import (check_number, integer, read_manifest, rows, table, text, texts,
                                      write_manifest)
-from edgeres.manifests.preprocessing import Preprocessing
+from edgeres.manifests.preprocessing import CarriesCheckpoint, Preprocessing
 
 BACKENDS = ("ort", "trt")
 
@@ -36,7 +36,7 @@ class ArtifactRecord:
 
 
 @dataclass(frozen=True)
-class BuildManifest:
+class BuildManifest(CarriesCheckpoint):
     path: Path  # build.json
     export: dict[str, Any]  # {path, sha256} of the export.json it was built from
     checkpoint: dict[str, Any]  # carried from export.json; may be {} for exports that did not record it
@@ -48,16 +48,6 @@ class BuildManifest:
 
     kind = "build"
 
-    @property
-    def directory(self) -> Path:
-        return self.path.parent
-
-    def checkpoint_dir(self) -> Path | None:
-        path = self.checkpoint.get("path")
-        if not isinstance(path, str) or not path:
-            return None
-        resolved = Path(path) if Path(path).is_absolute() else self.directory / path
-        return resolved if (resolved / "checkpoint.json").is_file() else None
 
 
 def read_build(path: str | os.PathLike) -> BuildManifest:

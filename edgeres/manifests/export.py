@@ -12,7 +12,7 @@ from typing import Any
 from edgeres._io import contained, sha256_file
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import integer, read_manifest, rows, table, text, texts, write_manifest
-from edgeres.manifests.preprocessing import Preprocessing
+from edgeres.manifests.preprocessing import CarriesCheckpoint, Preprocessing
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class GraphRecord:
 
 
 @dataclass(frozen=True)
-class ExportManifest:
+class ExportManifest(CarriesCheckpoint):
     path: Path  # export.json
     checkpoint: dict[str, Any]  # {path, sha256, arch, resolutions}: where the graphs came from
     data: str
@@ -65,18 +65,6 @@ class ExportManifest:
     raw: dict[str, Any]
 
     kind = "export"
-
-    @property
-    def directory(self) -> Path:
-        return self.path.parent
-
-    def checkpoint_dir(self) -> Path | None:
-        """The checkpoint directory (absolute, or relative to export.json) when it still exists here."""
-        path = self.checkpoint.get("path")
-        if not isinstance(path, str) or not path:
-            return None
-        resolved = Path(path) if Path(path).is_absolute() else self.directory / path
-        return resolved if (resolved / "checkpoint.json").is_file() else None
 
 
 def read_export(path: str | os.PathLike) -> ExportManifest:

@@ -1,5 +1,6 @@
 """How every stage feeds a model: per-channel mean/std and the eval crop ratio, validated once."""
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgeres.errors import EdgeresError
@@ -31,3 +32,22 @@ class Preprocessing:
 
     def to_json(self) -> dict[str, Any]:
         return {"normalization": {"mean": list(self.mean), "std": list(self.std)}, "eval_crop_ratio": self.crop_ratio}
+
+
+class CarriesCheckpoint:
+    """What export.json and build.json share: their directory and the checkpoint reference they carry."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def checkpoint_dir(self) -> Path | None:
+        """The checkpoint directory (absolute, or relative to the manifest) when it still exists here."""
+        path = self.checkpoint.get("path")
+        if not isinstance(path, str) or not path:
+            return None
+        resolved = Path(path) if Path(path).is_absolute() else self.directory / path
+        return resolved if (resolved / "checkpoint.json").is_file() else None
