@@ -32,10 +32,14 @@ SRC = Path("/usr/share/datasets/fashion-mnist")
 FILES = {"train": ("train", 60_000), "val": ("t10k", 10_000)}  # split -> (IDX prefix, images in the file)
 RESERVED = {"train": 10_000, "val": 2_000}  # the last images of each file: never read here
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
-FULL = {"width_mult": 0.5, "train_limit": 20_000, "epochs": 6, "sweep_limit": 5_000, "sweep_epochs": 3,
-        "holdout": 2_000, "test_images": 8_000, "seeds": 3, "finetune_epochs": 1, "lrs": "0.03,0.1,0.3"}
-REDUCED = {"width_mult": 0.25, "train_limit": 2_000, "epochs": 4, "sweep_limit": 1_000, "sweep_epochs": 3,
-           "holdout": 1_000, "test_images": 4_000, "seeds": 3, "finetune_epochs": 1, "lrs": "0.1,0.3"}
+# The CNN of fmnist_cnn.py (why not MobileNetV2: see there); --arch mobilenet_v2 --width-mult 0.5 runs the other
+FULL = {"arch": "fmnist_cnn:build", "width_mult": 1.0, "train_limit": 30_000, "epochs": 6, "sweep_limit": 5_000,
+        "sweep_epochs": 3, "holdout": 2_000, "test_images": 8_000, "seeds": 3, "finetune_epochs": 1,
+        "lrs": "0.03,0.1,0.3"}
+REDUCED = {"arch": "mobilenet_v2", "width_mult": 0.25, "train_limit": 2_000, "epochs": 4, "sweep_limit": 1_000,
+           "sweep_epochs": 3, "holdout": 1_000, "test_images": 4_000, "seeds": 3, "finetune_epochs": 1,
+           "lrs": "0.1,0.3"}
+CNN_KWARGS = {"num_classes": len(CLASSES), "in_channels": 3, "width": 32}  # ImageFolder PNGs load as RGB
 
 
 def usable_indices(split: str, wanted: int) -> np.ndarray:
@@ -73,10 +77,22 @@ def ensure_dataset(root: Path, test_images: int) -> Path:
 
 def base_config(args, data: Path, seed: int, sweep: bool) -> dict:
     """The options every arm shares; the sweep scores on the holdout and never reads the test images."""
-    return {"data": str(data), "arch": "mobilenet_v2", "width_mult": args.width_mult, "small_input": True,
-            "batch_size": 128, "warmup_epochs": 1.0, "crop_scale": (0.5, 1.0), "holdout": args.holdout,
+    return {"data": str(data), **arch_options(args), "batch_size": 128, "warmup_epochs": 1.0, "crop_scale": (0.5, 1.0), "holdout": args.holdout,
             "epochs": args.sweep_epochs if sweep else args.epochs, "seed": seed, "progress": False,
             "train_limit": args.sweep_limit if sweep else args.train_limit, **({"val_limit": 1} if sweep else {})}
+
+
+def arch_options(args) -> dict:
+    """TrainConfig's architecture fields: MobileNetV2 with its width and small-input stem, or a factory."""
+    if args.arch == "mobilenet_v2":
+        return {"arch": args.arch, "width_mult": args.width_mult, "small_input": True}
+    return {"arch": args.arch, "arch_kwargs": CNN_KWARGS}
+
+
+def arch_text(args) -> str:
+    if args.arch == "mobilenet_v2":
+        return f"MobileNetV2 x{args.width_mult} small-input"
+    return f"the 5-conv BN CNN of benchmarks/fmnist_cnn.py ({args.arch}, {json.dumps(CNN_KWARGS)})"
 
 
 # arm -> the TrainConfig fields that make it; "individual" trains one model per resolution
@@ -128,8 +144,10 @@ def imported(args, data: Path, work: Path, i28: Path, tag: str, finetune_lr: flo
         config = base_config(args, data, 0, tag.startswith("sweep"))
         options = {k: config[k] for k in ("batch_size", "crop_scale", "holdout", "train_limit", "seed", "progress")}
         options |= {"lr": finetune_lr, "warmup_epochs": 0.0, "val_limit": config.get("val_limit")}
-    return import_model("mobilenet_v2", plain, RES, out, data=str(data), width_mult=args.width_mult,
-                        small_input=True, recalibrate=True, calib_images=512,
+    arch = arch_options(args)
+    return import_model(args.arch, plain, RES, out, data=str(data), width_mult=arch.get("width_mult", 1.0),
+                        small_input=arch.get("small_input", False), arch_kwargs=arch.get("arch_kwargs"),
+                        recalibrate=True, calib_images=512,
                         finetune_epochs=args.finetune_epochs if finetune_lr is not None else 0,
                         finetune_options=options, measure=finetune_lr is None or not tag.startswith("sweep"),
                         val_limit=args.test_images)
@@ -202,7 +220,7 @@ def table(rows: dict, result: dict) -> str:
     notes = (f"\n{'REDUCED configuration (not the full benchmark). ' if s['reduced'] else ''}Fashion-MNIST "
              f"(Debian dataset-fashion-mnist; the last 10 000 train / 2 000 test images never read): train on "
              f"{s['train_limit']} of the first 50 000 train images after a {s['holdout']}-image holdout, top-1 % on "
-             f"the first {n} test images. MobileNetV2 x{s['width_mult']} small-input, {s['epochs']} epochs, batch "
+             f"the first {n} test images. {arch_text(argparse.Namespace(**s))}, {s['epochs']} epochs, batch "
              f"128, SGD 0.9, 1 warm-up epoch + cosine, wd 1e-4, crop 0.5-1, mean loss reduction (the default). "
              f"lr per arm = best mean holdout top-1 of {s['lrs']} after {s['sweep_epochs']} epochs on "
              f"{s['sweep_limit']} images: {json.dumps(result['lr'])}. Multi-seed cells: mean ± sample std over "
@@ -224,7 +242,14 @@ def main() -> None:
     for key, value in (REDUCED if args.reduced else FULL).items():
         setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
     import torch
+
+    from edgeres.arch import trusting_arch_code
     torch.set_num_threads(1)  # evaluation and import here: one thread, as the workers
+    with trusting_arch_code(args.arch):  # the benchmark's own CNN, named on its command line
+        run(args)
+
+
+def run(args) -> None:
     start, work = time.perf_counter(), Path(args.work) / ("reduced" if args.reduced else "full")
     data = ensure_dataset(Path(args.work) / f"fashion-mnist-test{args.test_images}", args.test_images)
     lr = sweep(args, data, work)

@@ -13,3 +13,10 @@ def feed_batch(input_shape) -> int:
     """The batch a graph accepts: its static first dimension (1 for 1xCxRxR), else DYNAMIC_BATCH."""
     first = input_shape[0] if input_shape else None
     return first if isinstance(first, int) and first > 0 else DYNAMIC_BATCH
+
+
+# Build: calibration and evaluation images per graph (benchmarks/results/build_defaults.md). MinMax ranges
+# settle within 128 images; 500 eval images give top-1 within about +-4 points (95%, recorded per row as
+# top1_ci95); `--eval-images all` measures the whole split.
+BUILD_CALIB_IMAGES = 128
+BUILD_EVAL_IMAGES = 500

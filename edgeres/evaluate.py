@@ -2,6 +2,7 @@
 
 The preprocessing is `data.eval_batches` for every backend, so PyTorch and ONNX Runtime numbers compare.
 """
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,19 @@ class Accuracy:
     top5: float  # percent
     count: int
 
+    def top1_interval(self, z: float = 1.96) -> tuple[float, float]:
+        """Wilson score interval of top-1 (percent), 95% by default: how far `count` images pin it down."""
+        if self.count == 0:
+            return 0.0, 100.0
+        p, n = self.top1 / 100.0, self.count
+        centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        scale = 100.0 / (1 + z * z / n)
+        return max(0.0, (centre - half) * scale), min(100.0, (centre + half) * scale)
+
     def to_json(self) -> dict[str, float]:
-        return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "count": self.count}
+        low, high = self.top1_interval()
+        return {"top1": round(self.top1, 3), "top5": round(self.top5, 3), "count": self.count,
+                "top1_ci95": [round(low, 2), round(high, 2)]}
 
 
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:

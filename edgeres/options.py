@@ -32,6 +32,23 @@ class FiniteFloat(click.ParamType):
         return f"{'(' if self.min_open or self.min is None else '['}{low}, {high}]"
 
 
+class CountOrAll(click.ParamType):
+    """A positive image count, or `all` (None: no limit)."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) or value == "all":
+            return None if value == "all" else value
+        try:
+            count = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a count nor 'all'", param, ctx)
+        if count < 1:
+            self.fail(f"{count} is not >= 1 (or pass 'all')", param, ctx)
+        return count
+
+
 def _non_empty(_ctx, param, value):
     """--res "" would otherwise mean "the default" without a word: refuse it."""
     if value is not None and not str(value).strip(" ,"):

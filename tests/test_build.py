@@ -92,6 +92,8 @@ def test_reduced_precision_keeps_fp32_predictions(built):
     for target in ("ort-int8", "int8-qdq", "fp16"):
         for res, row in rows(manifest, target).items():
             assert row["accuracy"]["count"] == EVAL_IMAGES
+            low, high = row["accuracy"]["top1_ci95"]  # Wilson 95% on 400 images: at most +-4.9 points wide
+            assert low < row["accuracy"]["top1"] < high and high - low <= 9.8
             ref, labels = predictions(out / fp32[res]["file"], res, PAIRED_IMAGES)
             got, _ = predictions(out / row["file"], res, PAIRED_IMAGES)
             n = len(labels)

@@ -341,6 +341,7 @@ CASES = [
     Case("build-res-absent", "build {ws}/exp --target ort-fp32 --res 20 --out {case}/b", 1, "has no graph at"),
     Case("build-calib-method", "build {ws}/exp --target ort-int8 --calib-method best --out {case}/b", 2, USAGE),
     Case("build-eval-images-0", "build {ws}/exp --target ort-fp32 --eval-images 0 --out {case}/b", 2, USAGE),
+    Case("build-eval-images-word", "build {ws}/exp --target ort-fp32 --eval-images some --out {case}/b", 2, USAGE),
     Case("build-graph-changed", "build {case}/exp --target ort-fp32 --out {case}/b", 1, "changed since export",
          setup=lambda ws, case: (copy("exp")(ws, case),
                                  next((case / "exp").glob("*.onnx")).write_bytes(b"changed"))),

@@ -1,7 +1,7 @@
 """Build deployable precision variants from export.json and record them, with measured accuracy, in build.json.
 
     from edgeres.build import build
-    manifest = build("build/rsnet", "build/rsnet-built", ["ort-int8", "int8-qdq", "fp16"], calib_images=512)
+    manifest = build("build/rsnet", "build/rsnet-built", ["ort-int8", "int8-qdq", "fp16"], calib_images=256)
 
 Targets are one table (`targets.py`); every precision decision is made here on the host, in ONNX that
 ONNX Runtime can run and measure; TensorRT (`trt-*`) only turns those graphs into engines on the device.
@@ -27,6 +27,7 @@ from edgeres.build.targets import (
 )
 from edgeres.build.trt_rules import check_built
 from edgeres.data import open_images
+from edgeres.defaults import BUILD_CALIB_IMAGES, BUILD_EVAL_IMAGES
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.evaluate import check_channels, check_classes
 from edgeres.manifests.build import read_build, write_build
@@ -40,15 +41,17 @@ MARKERS = ("build.json", "export.json")  # a previous build, or the export direc
 CALIBRATED = ("ort-int8", "int8-qdq")  # targets that calibrate on images (the others reuse their graphs)
 
 
-def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequence[str], data: str | None = None,
-          calib_images: int = 512, calib_method: str = "minmax", eval_images: int | None = None,
+def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequence[str], *, data: str | None = None,
+          calib_images: int = BUILD_CALIB_IMAGES, calib_method: str = "minmax",
+          eval_images: int | None = BUILD_EVAL_IMAGES,
           calib_data: str | None = None, calib_dir: str | os.PathLike | None = None,
           resolutions: Sequence[int] | str | None = None, recalibrate: bool = False,
           evaluate: bool = True, options: dict | None = None) -> dict:
     """Build `targets` for every graph (or `resolutions`) of export.json into `out`; write out/build.json.
 
     data: eval data (default: the export's); calib_data: calibration images (default: the export's data,
-    train split); eval_images: evaluate on N val images, each class in its share (data.SUBSET_RULE; None: all); evaluate=False skips top-1.
+    train split); eval_images: evaluate on N val images, each class in its share (data.SUBSET_RULE; None:
+    all; each row records its 95% interval); evaluate=False skips top-1.
     Returns the build manifest (dict). A target's prerequisites (e.g. int8-qdq for trt-int8) are built too.
     """
     if not targets:

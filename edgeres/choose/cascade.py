@@ -41,6 +41,9 @@ class Stage:
 
     artifact: Any  # edgeres.manifests.artifacts.Artifact
     threads: int | None = None
+    # ORT pool threads busy-waiting after a run: off by default, since five stages' idle pools would steal the
+    # cores of the stage running next (runtimes.open_runner); benchmarks/cascade_speed.py measures both
+    spinning: bool = False
     _runner: Any = field(default=None, repr=False)
 
     @property
@@ -59,7 +62,7 @@ class Stage:
     def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._runner is None:
             from edgeres.runtimes import open_runner
-            self._runner = open_runner(self.artifact, self.threads, spinning=True)
+            self._runner = open_runner(self.artifact, self.threads, spinning=self.spinning)
         return self._runner.infer
 
 
@@ -76,7 +79,8 @@ class Source:
     data: str
 
 
-def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None) -> Source:
+def load_source(path: str | os.PathLike, target: str | None = None, threads: int | None = None,
+                spinning: bool = False) -> Source:
     """A build directory/build.json (artifacts of one `target`) or an export directory/export.json."""
     from edgeres.manifests.artifacts import read_artifacts
     manifest, artifacts = read_artifacts(path)
@@ -87,7 +91,7 @@ def load_source(path: str | os.PathLike, target: str | None = None, threads: int
         raise EdgeresError(f"{where} is an export: --target applies to a build directory (build.json)")
     if any(a.macs is None for a in artifacts):
         raise EdgeresError(f"{where}: a graph has no MACs recorded: the manifest is damaged, regenerate it")
-    stages = sorted((Stage(a, threads) for a in artifacts), key=lambda st: st.resolution)
+    stages = sorted((Stage(a, threads, spinning) for a in artifacts), key=lambda st: st.resolution)
     if len(stages) < 2:
         raise EdgeresError(f"{where} has {len(stages)} graph(s): a cascade needs at least two resolutions")
     pre = manifest.preprocessing
@@ -230,7 +234,7 @@ class CascadeReport:
 def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_drop: float = 0.5,
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
-                     out: str | os.PathLike | None = None) -> CascadeReport:
+                     spinning: bool = False, out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
     tune_on="val-half": tune on one stratified half of the val images, report on the other;
@@ -243,7 +247,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
         raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
     if out is not None:
         check_out_dir(out, MARKERS, "cascade")
-    src = load_source(source, target, threads)
+    src = load_source(source, target, threads, spinning)
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
     (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
         data or runner.source.data, tune_on, limit)

@@ -1,7 +1,8 @@
 """`edgeres build`: precision variants (INT8 QDQ, FP16, LQ-Net low-bit, TensorRT engines) from export.json."""
 import click
 
-from edgeres.options import data_option, res_option
+from edgeres.defaults import BUILD_CALIB_IMAGES, BUILD_EVAL_IMAGES
+from edgeres.options import CountOrAll, data_option, res_option
 
 
 def _targets_help() -> str:
@@ -18,7 +19,7 @@ def _targets_help() -> str:
               help="Build target (repeatable); see the list below.")
 @click.option("--calib-data", default=None, metavar="NAME|DIR",
               help="Calibration images (train split); default: the export's data.")
-@click.option("--calib-images", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--calib-images", type=click.IntRange(min=1), default=BUILD_CALIB_IMAGES, show_default=True,
               help="Calibration images per resolution.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
@@ -29,8 +30,9 @@ def _targets_help() -> str:
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: EXPORT_DIR, so build.json sits beside export.json).")
 @data_option()
-@click.option("--eval-images", type=click.IntRange(min=1), default=None,
-              help="Measure top-1 on N val images only, each class in its share (seed 0; default: all).")
+@click.option("--eval-images", type=CountOrAll(), default=str(BUILD_EVAL_IMAGES), show_default=True, metavar="N|all",
+              help="Measure top-1 on N val images, each class in its share (seed 0; build.json records the 95% "
+                   "interval), or on all of them.")
 @click.option("--no-eval", is_flag=True, help="Skip the accuracy measurement.")
 def command(export_dir, targets, calib_data, calib_images, calib_method, calib_dir, recalibrate, res, out, data,
             eval_images, no_eval) -> None:
@@ -38,7 +40,7 @@ def command(export_dir, targets, calib_data, calib_images, calib_method, calib_d
 
     \b
     Examples:
-      edgeres build build/rsnet --target ort-int8 --target int8-qdq --calib-images 512
+      edgeres build build/rsnet --target ort-int8 --target int8-qdq --eval-images all
       edgeres build build/rsnet --target trt-fp16 --target trt-int8     # on the Jetson
     """
     from edgeres.build import build

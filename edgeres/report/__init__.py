@@ -124,7 +124,8 @@ def _cascade_md(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     lines = ["\n## Choosing the resolution at run time (`edgeres cascade`)\n",
-             "Mean wall time per image through the Python runner (batch 1, preprocessing excluded), measured on "
+             "Wall time per image through the Python runner (batch 1; the resize, crop and normalise of every "
+             "stage an image reaches included, decoding not), measured on "
              "the split named; not the same timing as the bench rows above.\n",
              "| series | method | top-1 % | MMACs/img | ms/img (mean) | images |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['series']} | {r['method']} | {r['top1']:.2f} | {r['mmacs']:.3f} | {r['mean_ms']:.3f} | "

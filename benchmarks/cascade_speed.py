@@ -1,0 +1,105 @@
+"""Is the confidence cascade faster per image than the highest resolution alone, at <= 0.5 points less top-1?
+
+Not a test: the measurement of issue 15, part 2. Exports an RS-Net checkpoint at --res, builds --target, then
+runs `edgeres.choose.evaluate_cascade` (thresholds tuned on one stratified half of the val images, every
+number measured on the other half) for each ORT setting (intra-op threads x spinning). Every timed call
+starts from the decoded image and pays the resize/crop/normalise of each stage it runs; the three methods
+alternate image by image, so drift on a shared CPU hits them alike. Goal: cascade mean wall time per image
+<= 0.6x highest-only at a top-1 drop <= 0.5 points on the report half.
+
+    # the converged benchmark's RS-Net (seed 0) on its own test images (the first 8000 of Fashion-MNIST's test file)
+    PYTHONPATH=. .venv/bin/python benchmarks/cascade_speed.py /tmp/edgeres-converged/full/RS-Net-lr0.1-seed0 \
+        --data /tmp/edgeres-converged/fashion-mnist-test8000 --trust-arch fmnist_cnn:build
+
+Writes benchmarks/results/cascade_speed.{json,md}.
+"""
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
+from _machine import isa_text, machine_record  # noqa: E402
+
+RESULTS = HERE / "results"
+SETTINGS = ((1, False), (2, False), (2, True))  # (intra-op threads, spinning)
+
+
+def built(checkpoint: Path, work: Path, res: str, target: str) -> Path:
+    from edgeres.build import build
+    from edgeres.export import export
+    export(checkpoint, work / "export", resolutions=res)
+    build(work / "export", work / "build", [target], evaluate=False)
+    return work / "build"
+
+
+def one_setting(build_dir: Path, args, threads: int, spinning: bool) -> dict:
+    from edgeres.choose import evaluate_cascade
+    report = evaluate_cascade(build_dir, data=args.data, max_drop=args.max_drop, target=args.target,
+                              limit=args.limit, threads=threads, spinning=spinning)
+    rows = {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in report.rows}
+    rows = {m: {**r, "stage_share": list(r["stage_share"])} for m, r in rows.items()}
+    high, cascade = rows["highest"], rows["cascade"]
+    return {"threads": threads, "spinning": spinning, "rows": rows, "thresholds": list(report.tuning.thresholds),
+            "tune_split": report.tune_split, "report_split": report.report_split,
+            "drop_points": round(high["top1"] - cascade["top1"], 2),
+            "time_ratio_mean": round(cascade["mean_latency_ms"] / high["mean_latency_ms"], 3),
+            "time_ratio_p50": round(cascade["p50_latency_ms"] / high["p50_latency_ms"], 3),
+            "macs_ratio": round(cascade["mean_macs"] / high["mean_macs"], 3)}
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = ["# Cascade vs highest resolution: wall time per image (preprocessing included)", "",
+             f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
+             f"{m['load_average_1_5_15']}. {m['shared']}.", "",
+             f"Command: `{result['command']}`. Target {result['target']} at {result['res']} px; "
+             f"max drop {result['max_drop']} points; tuned on {result['settings'][0]['tune_split']}, measured on "
+             f"{result['settings'][0]['report_split']}.", "",
+             "| threads | spinning | method | top-1 % | MMACs/img | ms mean | p50 | p90 | p99 | answered at % (low -> high) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result["settings"]:
+        for method, r in s["rows"].items():
+            share = "/".join(f"{100 * v:.0f}" for v in r["stage_share"])
+            lines.append(f"| {s['threads']} | {s['spinning']} | {method} | {r['top1']:.2f} | {r['mean_macs'] / 1e6:.3f} "
+                         f"| {r['mean_latency_ms']:.3f} | {r['p50_latency_ms']:.3f} | {r['p90_latency_ms']:.3f} | "
+                         f"{r['p99_latency_ms']:.3f} | {share} |")
+    lines += ["", "| threads | spinning | drop (points) | cascade / highest: mean ms | p50 ms | MACs | goal met |",
+              "|---|---|---|---|---|---|---|"]
+    for s in result["settings"]:
+        met = s["drop_points"] <= result["max_drop"] and s["time_ratio_mean"] <= 0.6
+        lines.append(f"| {s['threads']} | {s['spinning']} | {s['drop_points']:+.2f} | {s['time_ratio_mean']} | "
+                     f"{s['time_ratio_p50']} | {s['macs_ratio']} | {'yes' if met else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--res", default="28,24,20,16,12")
+    parser.add_argument("--target", default="ort-fp32")
+    parser.add_argument("--limit", type=int, default=4000, help="val images: half tune, half report")
+    parser.add_argument("--max-drop", type=float, default=0.5)
+    parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
+    parser.add_argument("--name", default="cascade_speed")
+    args = parser.parse_args()
+    from edgeres.arch import trusting_arch_code
+    trust = trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as work, trust:
+        result = {"machine": machine_record(None, "2-core VM; nothing else of ours ran beside it"),
+                  "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
+                  "max_drop": args.max_drop, "checkpoint": args.checkpoint}
+        build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target)
+        result["settings"] = [one_setting(build_dir, args, t, s) for t, s in SETTINGS]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
