@@ -9,9 +9,9 @@ epochs and images), scored on a holdout carved from the training images; the tes
 final table. RS-Net and parallel run --seeds seeds (mean ± sample std per resolution); single-seed arms carry
 the 95% binomial interval of the test set instead.
 
-    # full version (~90 min on 2 free cores, estimated from measured img/s; see the results' notes)
+    # the full version, whose results are committed (wall time in its notes: about an hour on 2 cores)
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/rsnet_converged.py
-    # the reduced version whose results are committed
+    # a small MobileNetV2 x0.25 configuration (minutes; not converged)
     PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/rsnet_converged.py --reduced
 
 Writes benchmarks/results/rsnet_converged[_reduced].{json,md}; finished checkpoints in --work are reused.
@@ -33,7 +33,7 @@ FILES = {"train": ("train", 60_000), "val": ("t10k", 10_000)}  # split -> (IDX p
 RESERVED = {"train": 10_000, "val": 2_000}  # the last images of each file: never read here
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 # The CNN of fmnist_cnn.py (why not MobileNetV2: see there); --arch mobilenet_v2 --width-mult 0.5 runs the other
-FULL = {"arch": "fmnist_cnn:build", "width_mult": 1.0, "train_limit": 30_000, "epochs": 6, "sweep_limit": 5_000,
+FULL = {"arch": "fmnist_cnn:build", "width_mult": 1.0, "train_limit": 30_000, "epochs": 4, "sweep_limit": 5_000,
         "sweep_epochs": 3, "holdout": 2_000, "test_images": 8_000, "seeds": 3, "finetune_epochs": 1,
         "lrs": "0.03,0.1,0.3"}
 REDUCED = {"arch": "mobilenet_v2", "width_mult": 0.25, "train_limit": 2_000, "epochs": 4, "sweep_limit": 1_000,

@@ -87,7 +87,7 @@ def _bench(config: DemoConfig, paths: dict[str, Path]) -> None:
 
 
 def _cascade(config: DemoConfig, paths: dict[str, Path]) -> None:
-    from edgeres.choose.cascade import evaluate_cascade
+    from edgeres.choose.compare import evaluate_cascade
     evaluate_cascade(paths["build"], max_drop=config.cascade_max_drop, target=config.targets[0],
                      limit=config.eval_images, out=paths["cascade"])
 

@@ -60,10 +60,7 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
     requested = dict(num_classes=num_classes or (len(images.info.classes) if images else None),
                      in_channels=in_channels or (images.info.channels if images else None),
                      width_mult=width_mult, small_input=small_input, kwargs=arch_kwargs or {})
-    spec, plain = spec_from_weights(arch, state, f"weights {weights}", **requested)
-    if images is not None:
-        _check_data_fits(spec, images.info, data)
-    model = switchable_from_weights(spec, state, resolutions, f"weights {weights}", plain)
+    spec, model = _switchable(arch, weights, state, resolutions, images, data, requested)
     prep = _preprocessing(spec, images, mean, std)
     if recalibrate:
         for res in resolutions:
@@ -79,6 +76,15 @@ def import_model(arch: str, weights: str | os.PathLike, resolutions: Sequence[in
         out = _finetune(out, data, resolutions, spec, finetune_epochs,
                         {"extra": {"imported": checkpoint.training}, **(finetune_options or {})})
     return out
+
+
+def _switchable(arch: str, weights, state: dict, resolutions: Sequence[int], images, data: str | None,
+                requested: dict):
+    """(ArchSpec, the switchable model holding `state`), checked against the data when there is some."""
+    spec, plain = spec_from_weights(arch, state, f"weights {weights}", **requested)
+    if images is not None:
+        _check_data_fits(spec, images.info, data)
+    return spec, switchable_from_weights(spec, state, resolutions, f"weights {weights}", plain)
 
 
 def spec_from_weights(arch: str, state: dict, what: str, *, num_classes: int | None = None,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from edgeres._io import sha256_file
 from edgeres.choose import cascade as cc
+from edgeres.choose.compare import evaluate_cascade
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import write_manifest
@@ -184,7 +185,7 @@ def test_runner_works_with_torch_blocked(export_dir):
 
 
 def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
-    report = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3, out=tmp_path)
+    report = evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3, out=tmp_path)
     assert [r.method for r in report.rows] == ["highest", "random", "cascade"]
     assert report.tune_split == "val stratified half 1 of 60" and report.report_split == "val stratified half 2 of 60"
     assert report.row("highest").mean_macs == tiny_macs(28)
@@ -197,7 +198,7 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
     assert max(abs(a - b) for a, b in zip(tune["class_histogram"], rep["class_histogram"])) <= 1
     assert all(r["p50_latency_ms"] <= r["p90_latency_ms"] <= r["p99_latency_ms"] for r in saved["rows"])
-    again = cc.evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3)
+    again = evaluate_cascade(export_dir, max_drop=1.0, limit=60, seed=3)
     assert again.row("random").top1 == report.row("random").top1  # same seed, same choices
     assert again.row("random").stage_share == report.row("random").stage_share
     reloaded = cc.CascadeRunner.from_cascade_json(tmp_path / "cascade.json")

@@ -60,7 +60,7 @@ def ws(tmp_path_factory) -> Path:
 def _make_pipeline(root: Path) -> None:
     from edgeres.bench import bench
     from edgeres.build import build
-    from edgeres.choose.cascade import evaluate_cascade
+    from edgeres.choose.compare import evaluate_cascade
     from edgeres.data import open_images
     from edgeres.export import export
     from edgeres.manifests.checkpoint import CheckpointInfo

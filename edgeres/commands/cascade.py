@@ -39,7 +39,7 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, th
     \b
     Python: edgeres.choose.evaluate_cascade(...), then CascadeRunner.from_cascade_json(".../cascade.json").
     """
-    from edgeres.choose.cascade import CASCADE_FILE, evaluate_cascade
+    from edgeres.choose.compare import CASCADE_FILE, evaluate_cascade
 
     path = Path(source)
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"

@@ -1,0 +1,165 @@
+"""Tune a cascade's thresholds on one split and measure it against the highest resolution on another.
+
+`evaluate_cascade` is what `edgeres cascade` runs: thresholds tuned for --max-drop points on the tuning
+split, then highest-only, a random resolution per image and the cascade timed image by image on the report
+split (edgeres.choose.cascade has the runner, edgeres.choose.thresholds the maths).
+"""
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeres._io import check_out_dir, relative_to, staged_dir
+from edgeres.choose.cascade import CascadeRunner, Source, load_source
+from edgeres.choose.splits import SPLIT_SEED, split_json, stratified_halves, stratified_order
+from edgeres.choose.thresholds import Tuning, random_stages, top1_pct, tune_thresholds
+from edgeres.errors import EdgeresError, EdgeresUsageError
+from edgeres.manifests.choose import write_cascade
+from edgeres.runtimes.timing import timed_call
+
+CASCADE_FILE = "cascade.json"
+MARKERS = (CASCADE_FILE,)
+TUNE_SPLITS = ("val-half", "train")
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One line of the comparison, measured on the report images."""
+
+    method: str  # "highest", "random", "cascade"
+    top1: float  # percent
+    mean_macs: float  # per image
+    mean_latency_ms: float  # wall time per image: preprocessing of every stage run + inference (not decoding)
+    p50_latency_ms: float
+    images: int
+    stage_share: tuple[float, ...]  # fraction of images answered at each stage, low -> high resolution
+    p90_latency_ms: float = math.nan
+    p99_latency_ms: float = math.nan
+
+
+@dataclass(frozen=True)
+class CascadeReport:
+    source: Source
+    confidence: str
+    max_drop: float  # points of top-1 vs the highest resolution, the tuning constraint
+    tuning: Tuning
+    tune_split: str  # which images the thresholds were tuned on
+    report_split: str  # which images the rows were measured on
+    seed: int
+    rows: tuple[MethodRow, ...]
+    splits: dict = field(default_factory=dict)  # seed and, per split, its images and class histogram
+
+    def row(self, method: str) -> MethodRow:
+        return next(r for r in self.rows if r.method == method)
+
+    def to_json(self, base: str | os.PathLike | None = None) -> dict[str, Any]:
+        """cascade.json; with `base` (its directory) the paths in it are relative to it, so it can move."""
+        src = self.source
+        where = (lambda p: relative_to(p, base)) if base is not None else str
+        return {"source": {"path": where(src.path), "target": src.target},
+                "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs} for s in src.stages],
+                "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
+                "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
+                           "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
+                "report_split": self.report_split, "random_seed": self.seed, "splits": self.splits,
+                "rows": [{**r.__dict__, "stage_share": list(r.stage_share)} for r in self.rows]}
+
+
+def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_drop: float = 0.5,
+                     confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
+                     seed: int = 0, limit: int | None = None, threads: int | None = None,
+                     spinning: bool = False, out: str | os.PathLike | None = None) -> CascadeReport:
+    """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
+
+    tune_on="val-half": tune on one stratified half of the val images, report on the other;
+    tune_on="train": tune on N train images, report on N val images. `limit` caps the val images used.
+    Every subset and half is a seeded (SPLIT_SEED), class-stratified selection (a folder dataset is ordered by
+    class: first-N would tune on some classes and report on others); cascade.json records each split's class
+    histogram. Writes `out/cascade.json` when `out` is given.
+    """
+    if not (math.isfinite(max_drop) and max_drop >= 0):
+        raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if out is not None:
+        check_out_dir(out, MARKERS, "cascade")
+    src = load_source(source, target, threads, spinning)
+    runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
+    (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
+        data or runner.source.data, tune_on, limit)
+    splits = {"seed": SPLIT_SEED, "method": "seeded shuffle within each class, classes interleaved by rank",
+              "tune": split_json(tune_name, tune_set, tune_idx), "report": split_json(report_name, report_set, report_idx)}
+    if report_set.info.channels != len(src.mean):
+        raise EdgeresError(f"{report_set.info.name} has {report_set.info.channels}-channel images, the graphs take "
+                           f"{len(src.mean)}: pass the --data the model was trained on")
+    logits = np.stack([_stage_logits(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))])
+    tuning = tune_thresholds(np.stack([runner._confidence(l) for l in logits]), logits.argmax(-1),
+                             tune_set.labels[tune_idx], [s.macs for s in runner.stages], max_drop)
+    runner.thresholds = tuning.thresholds
+    rows = _measure(runner, report_set, report_idx, seed)
+    report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits)
+    if out is not None:
+        with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
+            write_cascade(tmp / CASCADE_FILE, report.to_json(out))
+    return report
+
+
+def _splits(data: str, tune_on: str, limit: int | None):
+    """((tune images, indices, description), (report images, indices, description)), disjoint by design."""
+    from edgeres.data import open_images
+    if tune_on not in TUNE_SPLITS:
+        raise EdgeresError(f"unknown tuning split {tune_on!r}: choose one of {', '.join(TUNE_SPLITS)}")
+    if not data:
+        raise EdgeresError("the manifest names no dataset: pass --data NAME|DIR")
+    val = open_images(data, "val")
+    n = len(val) if limit is None else min(limit, len(val))
+    if n < 2:
+        raise EdgeresError(f"{data} val has {n} image(s) to use: the cascade needs at least 2 (raise --limit)")
+    chosen = stratified_order(val.labels, SPLIT_SEED)[:n]
+    if tune_on == "val-half":
+        tune, report = stratified_halves(val.labels, chosen)
+        return ((val, tune, f"val stratified half 1 of {n}"), (val, report, f"val stratified half 2 of {n}"))
+    train = open_images(data, "train")
+    m = min(n, len(train))
+    return ((train, np.sort(stratified_order(train.labels, SPLIT_SEED)[:m]), f"train stratified {m}"),
+            (val, np.sort(chosen), f"val stratified {n}"))
+
+
+def _stage_logits(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> np.ndarray:
+    """N,classes logits of one stage, one image at a time (exported graphs have a static batch of 1)."""
+    return np.concatenate([runner.logits(stage, runner.preprocess(images.image(i), stage)) for i in indices])
+
+
+def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:
+    """Time the three methods image by image, rotating their order so drift on a busy CPU hits all alike.
+
+    Each timed call starts from the decoded image and preprocesses (resize, crop, normalise) for every stage
+    it runs, as an application would: an escalated image pays one preprocessing per stage it reached."""
+    top, chosen = len(runner.stages) - 1, random_stages(len(indices), len(runner.stages), seed)
+    methods = {"highest": lambda image, k: runner.run_stage(top, runner.preprocess(image, top)),
+               "random": lambda image, k: runner.run_stage(int(chosen[k]), runner.preprocess(image, int(chosen[k]))),
+               "cascade": lambda image, k: runner(image)}
+    _warm_up(runner, images.image(int(indices[0])))
+    results: dict[str, list] = {m: [] for m in methods}
+    for k, i in enumerate(indices):
+        image = images.image(int(i))  # decoding is the same for every method: not timed
+        names = list(methods)
+        for name in names[k % 3:] + names[:k % 3]:
+            results[name].append(timed_call(lambda: methods[name](image, k)))
+    labels = images.labels[indices]
+    return tuple(_row(name, res, labels, len(runner.stages)) for name, res in results.items())
+
+
+def _warm_up(runner: CascadeRunner, image: np.ndarray, runs: int = 5) -> None:
+    """First ORT runs allocate and pick kernels; keep them out of the timed numbers."""
+    for s in range(len(runner.stages)):
+        [runner.logits(s, runner.preprocess(image, s)) for _ in range(runs)]
+
+
+def _row(method: str, results: list, labels: np.ndarray, stages: int) -> MethodRow:
+    preds = np.array([r.prediction for r, _ in results])
+    ms = np.array([t for _, t in results])
+    share = np.bincount([r.stage for r, _ in results], minlength=stages) / len(results)
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
+    return MethodRow(method, top1_pct(preds, labels), float(np.mean([r.macs for r, _ in results])),
+                     float(ms.mean()), p50, len(results), tuple(float(v) for v in share), p90, p99)
