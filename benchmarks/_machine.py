@@ -29,3 +29,14 @@ def machine_record(threads: int | None, shared_note: str) -> dict:
 def isa_text(record: dict) -> str:
     """'avx2 avx512_vnni amx_int8 ...' (the flags present) for tables."""
     return " ".join(flag for flag, present in record["isa"].items() if present) or "none of " + ", ".join(ISA_FLAGS)
+
+
+def write_result(name: str, result: dict, markdown: str) -> None:
+    """benchmarks/results/<name>.json and .md, and the table on stdout."""
+    import json
+    from pathlib import Path
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (results / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -10,7 +10,6 @@ every graph is scored on ALL val images, FP32 and INT8 on the same images, so th
 Writes benchmarks/results/build_defaults.{json,md}.
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -18,9 +17,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 
-RESULTS = HERE / "results"
 
 
 def top1_by_res(manifest: dict, target: str) -> dict[int, dict]:
@@ -73,10 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         result = {"machine": machine_record(None, "2-core VM"), "command": " ".join(["python", *sys.argv]),
                   "export": args.export_dir, **measure(Path(args.export_dir), counts, Path(work))}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "build_defaults.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "build_defaults.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result("build_defaults", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -15,16 +15,14 @@ Writes benchmarks/results/cascade_speed.{json,md}.
 """
 import argparse
 import contextlib
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 
-RESULTS = HERE / "results"
 SETTINGS = ((1, False), (2, False), (2, True))  # (intra-op threads, spinning)
 
 
@@ -95,10 +93,7 @@ def main() -> None:
                   "max_drop": args.max_drop, "checkpoint": args.checkpoint}
         build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target)
         result["settings"] = [one_setting(build_dir, args, t, s) for t, s in SETTINGS]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an 
 from _machine import isa_text, machine_record  # noqa: E402
 
 RESULTS = HERE / "results"
-SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests, benchmarks) while this ran"
 EXTRA = 5  # identity 1x1 convs of the slower build: +25.4% MACs at depth 2, measured +25% (5% each)
 THRESHOLDS = (8.0, 10.0, 12.0, 15.0, 20.0)
 # (name, statistic, normalize, recordings used as one baseline)
@@ -153,6 +152,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--work", default="/tmp/edgeres-gate-power")
+    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
+                        help="what else shared the machine while this ran (recorded with the results)")
     parser.add_argument("--evaluate", metavar="JSON", help="re-evaluate the runs saved in a previous result file")
     args = parser.parse_args()
     from edgeres.runtimes.tiny import tiny_macs
@@ -160,7 +161,7 @@ def main() -> None:
         result = json.loads(Path(args.evaluate).read_text())
         runs = result["runs"]
     else:
-        result = {"machine": machine_record(args.threads, SHARED), "command": " ".join(["python", *sys.argv]),
+        result = {"machine": machine_record(args.threads, args.machine_note), "command": " ".join(["python", *sys.argv]),
                   "settings": vars(args)}
         runs = record(args, builds(Path(args.work)))
         result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
