@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--res", default="224,192,160,128,96")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--verify-images", type=int, default=8)
-    parser.add_argument("--eval-images", type=int, default=500, help="build's evaluation images (None: all)")
+    parser.add_argument("--eval-images", type=int, default=None, help="build's evaluation images (default: its own)")
     parser.add_argument("--calib-images", type=int, default=None, help="build's calibration images (default: its own)")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--work", default="/tmp/edgeres-export-speed")
@@ -127,6 +127,7 @@ def main() -> None:
     import torch
 
     from edgeres.build.targets import CalibSettings
+    from edgeres.defaults import BUILD_EVAL_IMAGES
     from edgeres.resolutions import parse_resolutions
     res, work = parse_resolutions(args.res), Path(args.work)
     result = {"machine": machine_record(None, SHARED), "command": " ".join(["python", *sys.argv]),
@@ -140,8 +141,9 @@ def main() -> None:
                         "profiled_s": seconds, "stages": stage_times(profile, EXPORT_STAGES)}
     if not args.skip_build:
         calib_images = args.calib_images or CalibSettings().images
-        _, profile, seconds = profiled(lambda: build_once(work / "export", work / "build", args.eval_images, calib_images))
-        result["build"] = {"wall_s": seconds, "calib_images": calib_images, "eval_images": args.eval_images,
+        eval_images = args.eval_images or BUILD_EVAL_IMAGES
+        _, profile, seconds = profiled(lambda: build_once(work / "export", work / "build", eval_images, calib_images))
+        result["build"] = {"wall_s": seconds, "calib_images": calib_images, "eval_images": eval_images,
                            "stages": stage_times(profile, BUILD_STAGES)}
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
     name = "export_build_speed" + (f"_calib{args.calib_images}" if args.calib_images else "")

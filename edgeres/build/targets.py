@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from edgeres.defaults import BUILD_CALIB_IMAGES
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.export import ExportManifest
 
@@ -58,7 +59,7 @@ class GraphEntry:
 @dataclass(frozen=True)
 class CalibSettings:
     method: str = "minmax"  # minmax | entropy | percentile
-    images: int = 512  # calibration images per resolution (RS-Nets: each resolution has its own BN ranges)
+    images: int = BUILD_CALIB_IMAGES  # per resolution (RS-Nets: each resolution has its own BN ranges)
     data: str | None = None  # dataset name or ImageFolder root; None = the export's training data
     cache_dir: Path | None = None  # None = <out>/calib
 
