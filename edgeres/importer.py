@@ -18,7 +18,12 @@ from edgeres import _optional
 from edgeres.arch import ArchSpec, arch_kind
 from edgeres.errors import EdgeresError
 from edgeres.manifests.checkpoint import CheckpointInfo
-from edgeres.models.checkpoint import check_checkpoint_out, load_into, load_weights_file, save_checkpoint
+from edgeres.models.checkpoint import (
+    check_checkpoint_out,
+    load_into,
+    load_weights_file,
+    save_checkpoint,
+)
 from edgeres.resolutions import parse_resolutions
 
 log = logging.getLogger("edgeres.import")

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from edgeres._io import sha256_file
 from edgeres.bench import bench
-from edgeres.runtimes.tiny import tiny_export, tiny_macs
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import read_manifest, write_manifest
+from edgeres.runtimes.tiny import tiny_export, tiny_macs
 
 FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
 

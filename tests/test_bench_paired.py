@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgeres.bench import bench
-from edgeres.runtimes.tiny import tiny_export
 from edgeres.cli import cli
 from edgeres.runtimes.timing import reference_side
+from edgeres.runtimes.tiny import tiny_export
 
 FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
 

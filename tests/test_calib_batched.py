@@ -1,8 +1,8 @@
 """Calibration runs a dynamic-batch copy of a static batch-1 graph CALIB_BATCH images at a time: the same
 MinMax ranges as one image per run; a graph that cannot take a batch falls back to one image per run."""
-import numpy as np
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")

@@ -18,10 +18,10 @@ from edgeres.arch import ArchSpec, trusting_arch_code  # noqa: E402
 from edgeres.cli import cli  # noqa: E402
 from edgeres.errors import EdgeresError  # noqa: E402
 from edgeres.export import export  # noqa: E402
+from edgeres.importer import import_model  # noqa: E402
 from edgeres.models import at_resolution, build_plain  # noqa: E402
 from edgeres.models.checkpoint import load_checkpoint  # noqa: E402
 from edgeres.runtimes.ort import ort_session  # noqa: E402
-from edgeres.importer import import_model  # noqa: E402
 from tests.conftest import randomize_bn  # noqa: E402
 
 RES = (28, 20, 12)

@@ -12,10 +12,10 @@ from torch import nn  # noqa: E402
 
 from edgeres.cli import cli  # noqa: E402
 from edgeres.errors import EdgeresError  # noqa: E402
+from edgeres.importer import import_model  # noqa: E402
 from edgeres.models import at_resolution  # noqa: E402
 from edgeres.models.checkpoint import load_checkpoint  # noqa: E402
 from edgeres.models.official import switchable_state  # noqa: E402
-from edgeres.importer import import_model  # noqa: E402
 
 SIZES = (224, 192, 160, 128, 96)  # the official script's default --sizes: bn_i was trained at SIZES[i]
 CLASSES = 10  # the released nets have 1000; fewer keeps the test small, the layout is the same

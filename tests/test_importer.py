@@ -5,10 +5,10 @@ torch = pytest.importorskip("torch")
 
 from edgeres.errors import EdgeresError  # noqa: E402
 from edgeres.evaluate import evaluate  # noqa: E402
+from edgeres.importer import import_model  # noqa: E402
 from edgeres.models import ArchSpec, at_resolution, build_plain  # noqa: E402
 from edgeres.models.checkpoint import load_checkpoint  # noqa: E402
 from edgeres.train import TrainConfig, train  # noqa: E402
-from edgeres.importer import import_model  # noqa: E402
 
 RES = (28, 20, 12)
 TINY = dict(width_mult=0.25, small_input=True)

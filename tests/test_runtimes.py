@@ -12,8 +12,11 @@ from edgeres.runtimes.ort import OrtRunner
 
 torch = pytest.importorskip("torch")
 
-from tests.test_cascade import RES, tiny_net  # noqa: E402
-from tests.test_cascade import export_dir  # noqa: E402,F401,F811 - pytest finds the reused fixture by name
+from tests.test_cascade import (  # noqa: E402
+    RES,
+    export_dir,  # noqa: E402,F401,F811 - pytest finds the reused fixture by name
+    tiny_net,
+)
 
 
 def test_in_chunks_feeds_the_static_batch_and_refuses_a_remainder():

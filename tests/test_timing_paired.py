@@ -3,8 +3,13 @@ import itertools
 
 import pytest
 
+from edgeres.runtimes.timing import (
+    Cell,
+    interleave_paired,
+    paired_burst,
+    reference_side,
+)
 from edgeres.runtimes.tiny import tiny_macs
-from edgeres.runtimes.timing import Cell, interleave_paired, paired_burst, reference_side
 
 
 def fixed(key: str, *ms: float) -> Cell:

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from edgeres.build import build
-from edgeres.build.trt import create_network, engine_name, precision_mix, trtexec_command
+from edgeres.build.trt import (
+    create_network,
+    engine_name,
+    precision_mix,
+    trtexec_command,
+)
 from edgeres.errors import EdgeresError
 from edgeres.runtimes import trt as runtime_trt
 from tests import fake_pycuda, fake_tensorrt

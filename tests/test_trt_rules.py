@@ -5,7 +5,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeres.build.trt import create_network, precision_mix
-from edgeres.build.trt_rules import check_for_tensorrt, edition, parse_version, violations
+from edgeres.build.trt_rules import (
+    check_for_tensorrt,
+    edition,
+    parse_version,
+    violations,
+)
 from edgeres.errors import EdgeresError
 from tests import fake_tensorrt
 

@@ -16,9 +16,22 @@ from edgeres.bench.gate import GateResult, check_comparable, compare
 from edgeres.bench.machine import gemm_summary, machine_info
 from edgeres.bench.worker import cell_key, measure
 from edgeres.errors import EdgeresError, EdgeresUsageError
-from edgeres.manifests.artifacts import (EXPORT_TARGET, TORCH_TARGET, Artifact, read_artifacts, select, source_of,
-                                        torch_rows)
-from edgeres.runtimes.stats import PERCENTILE_DEFINITION, achieved_gflops, add_ratios, summarize, throughput
+from edgeres.manifests.artifacts import (
+    EXPORT_TARGET,
+    TORCH_TARGET,
+    Artifact,
+    read_artifacts,
+    select,
+    source_of,
+    torch_rows,
+)
+from edgeres.runtimes.stats import (
+    PERCENTILE_DEFINITION,
+    achieved_gflops,
+    add_ratios,
+    summarize,
+    throughput,
+)
 
 DEVICES = {"cpu": "ONNX Runtime CPU (default)", "cuda": "TensorRT engines, or ONNX Runtime's CUDA provider",
            "jetson": "cuda + nvpmodel/clock state + tegrastats power and energy per image"}

@@ -14,8 +14,17 @@ from edgeres.manifests.artifacts import Artifact
 from edgeres.runtimes import open_runner
 from edgeres.runtimes.base import SkipCell
 from edgeres.runtimes.stats import percentile
-from edgeres.runtimes.timing import (GEMM_SIZE, Cell, conv_reference_cell, gemm_cell, interleave, interleave_paired,
-                                     peak_rss_mb, rss_mb, warm_up)
+from edgeres.runtimes.timing import (
+    GEMM_SIZE,
+    Cell,
+    conv_reference_cell,
+    gemm_cell,
+    interleave,
+    interleave_paired,
+    peak_rss_mb,
+    rss_mb,
+    warm_up,
+)
 from edgeres.runtimes.torch_eager import TorchRunner
 
 

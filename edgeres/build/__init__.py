@@ -15,8 +15,8 @@ from edgeres._io import check_out_dir, relative_to, sha256_file, staged_dir
 from edgeres.build import staging
 from edgeres.build.targets import (
     TARGETS,
-    BuildOutput,
     BuildContext,
+    BuildOutput,
     CalibSettings,
     GraphEntry,
     Target,

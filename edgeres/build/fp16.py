@@ -8,7 +8,7 @@ import numpy as np
 from edgeres._io import atomic_path
 from edgeres._optional import require
 from edgeres.build.ort import artifact_path
-from edgeres.build.targets import BuildOutput, BuildContext, GraphEntry, get_target
+from edgeres.build.targets import BuildContext, BuildOutput, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 from edgeres.runtimes.ort import ort_session
 

@@ -17,11 +17,24 @@ import numpy as np
 
 from edgeres._io import write_bytes
 from edgeres.arch import parse_quant
+from edgeres.build.lowbit_graph import (
+    Graph,
+    QuantConv,
+    StepFn,
+    find_quant_convs,
+    find_steps,
+    pad_levels,
+    rewrite,
+)
 from edgeres.build.ort import artifact_path
-from edgeres.build.lowbit_graph import Graph, QuantConv, StepFn, find_quant_convs, find_steps, pad_levels, rewrite
-from edgeres.build.targets import BuildContext, BuildOutput, GraphEntry, get_target, lq_bits
+from edgeres.build.targets import (
+    BuildContext,
+    BuildOutput,
+    GraphEntry,
+    get_target,
+    lq_bits,
+)
 from edgeres.errors import EdgeresError
-
 
 
 def pack_bits(index: np.ndarray, bits: int) -> np.ndarray:

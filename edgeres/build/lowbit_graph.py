@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 QMAX = 127  # symmetric signed INT8, as TensorRT wants (codes of non-negative levels use 0..127)
 CLUSTER_RTOL = 1e-4  # weights within 1e-4·max|w_c| are one level: BN folding adds only ~1e-7 float rounding
 STEP_OPS = ("Add", "Mul", "Cast", "Greater", "Identity")

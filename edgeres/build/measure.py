@@ -5,6 +5,7 @@ from edgeres.defaults import feed_batch
 from edgeres.evaluate import Scorer, evaluate_scorers, subset_rule
 from edgeres.manifests.export import ExportManifest
 
+
 def graph_batch(graph: GraphEntry) -> int:
     """The batch a graph accepts (edgeres.defaults.feed_batch)."""
     return feed_batch(graph.input_shape)

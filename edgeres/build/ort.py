@@ -82,7 +82,12 @@ def preprocess(src: Path, dest: Path) -> Path:
 def quantize_qdq(pre: Path, out: Path, calibration: Calibration, activation: str, options: dict,
                  tmp: Path) -> None:
     """QDQ-quantize `pre` with cached ranges (handed to ORT through its own calibration-cache file)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static, save_tensors_data
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quantize_static,
+        save_tensors_data,
+    )
     method = calibration.key["method"]
     ranges = tensors_data(calibration.ranges, method)
     cache = tmp / f"ranges-{activation}.json"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from edgeres._io import sha256_file, write_bytes, write_text
 from edgeres._optional import require
-from edgeres.defaults import DYNAMIC_BATCH
 from edgeres.build.targets import BuildContext, BuildOutput, GraphEntry, get_target
 from edgeres.build.trt_rules import check_for_tensorrt, parse_version
+from edgeres.defaults import DYNAMIC_BATCH
 from edgeres.errors import EdgeresError
 
 WORKSPACE_MIB = 1024  # builder scratch memory; Jetson Nano/Orin Nano share 4-8 GB with the CPU

@@ -20,8 +20,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachable as edgeres.choose.cascade.*
-    CONFIDENCES, Tuning, cascade_macs, confidence_fn, max_softmax, pick, random_stages, softmax, softmax_margin,
-    stop_stages, top1_pct, tune_thresholds)
+    CONFIDENCES,
+    Tuning,
+    cascade_macs,
+    confidence_fn,
+    max_softmax,
+    pick,
+    random_stages,
+    softmax,
+    softmax_margin,
+    stop_stages,
+    top1_pct,
+    tune_thresholds,
+)
 from edgeres.errors import EdgeresError
 
 

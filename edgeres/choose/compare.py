@@ -13,7 +13,12 @@ import numpy as np
 
 from edgeres._io import check_out_dir, relative_to, staged_dir
 from edgeres.choose.cascade import CascadeRunner, Source, load_source
-from edgeres.choose.splits import SPLIT_SEED, split_json, stratified_halves, stratified_order
+from edgeres.choose.splits import (
+    SPLIT_SEED,
+    split_json,
+    stratified_halves,
+    stratified_order,
+)
 from edgeres.choose.thresholds import Tuning, random_stages, top1_pct, tune_thresholds
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.choose import write_cascade

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgeres._io import check_result_file, text_marker, write_text
-from edgeres.manifests.choose import write_select
 from edgeres.choose.pareto import pareto_front
 from edgeres.errors import EdgeresError, EdgeresUsageError
+from edgeres.manifests.choose import write_select
 
 SELECT_FILE = "select.json"
 
@@ -171,7 +171,9 @@ def _load_report(report) -> tuple[dict, str]:
     if isinstance(report, dict):
         data, where = report, str(report.get("_path", "bench report"))
     else:
-        from edgeres.manifests.bench import read_bench  # the bench stage's validating reader
+        from edgeres.manifests.bench import (
+            read_bench,  # the bench stage's validating reader
+        )
         data = read_bench(report)
         where = data["_path"]
     if not isinstance(data.get("rows"), list) or not data["rows"]:

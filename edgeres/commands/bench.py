@@ -5,7 +5,6 @@ from edgeres.bench.gate import GATE_STATISTICS
 from edgeres.options import FiniteFloat, out_option, res_option
 
 
-
 def _ints(value: str, what: str) -> tuple[int, ...]:
     try:
         numbers = tuple(int(v) for v in value.split(",") if v.strip())
@@ -58,7 +57,6 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     from pathlib import Path
 
     from edgeres.bench import bench, gate
-    from edgeres.manifests.bench import read_bench
     from edgeres.errors import EdgeresError
     from edgeres.manifests.bench import read_bench
     from edgeres.report import print_bench_table

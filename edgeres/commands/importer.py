@@ -1,7 +1,14 @@
 """`edgeres import`: a BN CNN you already have -> an RS-Net with per-resolution BN recalibration."""
 import click
 
-from edgeres.options import FiniteFloat, arch_kwargs_option, arch_option, data_option, out_option, res_option
+from edgeres.options import (
+    FiniteFloat,
+    arch_kwargs_option,
+    arch_option,
+    data_option,
+    out_option,
+    res_option,
+)
 
 
 def _floats(value: str | None, name: str) -> tuple[float, ...] | None:

@@ -3,7 +3,14 @@ import os
 
 import click
 
-from edgeres.options import FiniteFloat, arch_kwargs_option, arch_option, data_option, out_option, res_option
+from edgeres.options import (
+    FiniteFloat,
+    arch_kwargs_option,
+    arch_option,
+    data_option,
+    out_option,
+    res_option,
+)
 
 
 def _floats(value: str, name: str) -> tuple[float, ...]:

@@ -4,9 +4,24 @@ from pathlib import Path
 from typing import Any
 
 from edgeres._io import write_bytes
-from edgeres.export.checks import agreement, check_graph, io_spec, onnx_from_module, require_agreement, with_metadata
-from edgeres.export.source import (ExportSettings, Source, bn_pairs, graph_metadata, one_torch_thread, ort_logits,
-                                   torch_logits, verification_inputs)
+from edgeres.export.checks import (
+    agreement,
+    check_graph,
+    io_spec,
+    onnx_from_module,
+    require_agreement,
+    with_metadata,
+)
+from edgeres.export.source import (
+    ExportSettings,
+    Source,
+    bn_pairs,
+    graph_metadata,
+    one_torch_thread,
+    ort_logits,
+    torch_logits,
+    verification_inputs,
+)
 
 log = logging.getLogger("edgeres.export")
 

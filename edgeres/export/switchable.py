@@ -18,10 +18,23 @@ import torch
 from torch import nn
 
 from edgeres.export.branches import branched_from_tables
-from edgeres.export.checks import agreement, io_spec, onnx_from_module, require_agreement, with_metadata
+from edgeres.export.checks import (
+    agreement,
+    io_spec,
+    onnx_from_module,
+    require_agreement,
+    with_metadata,
+)
 from edgeres.export.folded import write_checked
-from edgeres.export.source import (ExportSettings, Source, graph_metadata, one_torch_thread, ort_logits, torch_logits,
-                                   verification_inputs)
+from edgeres.export.source import (
+    ExportSettings,
+    Source,
+    graph_metadata,
+    one_torch_thread,
+    ort_logits,
+    torch_logits,
+    verification_inputs,
+)
 from edgeres.models.specialize import freeze_for_export, replace_module
 from edgeres.models.switchable_bn import SwitchableBatchNorm2d
 

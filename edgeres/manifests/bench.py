@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgeres._io import write_text
-from edgeres.manifests._base import integer, number, read_manifest, rows, table, text, write_manifest
+from edgeres.manifests._base import (
+    integer,
+    number,
+    read_manifest,
+    rows,
+    table,
+    text,
+    write_manifest,
+)
 
 CSV_COLUMNS = ("target", "resolution", "batch", "backend", "provider", "precision", "p50_ms", "p90_ms", "p99_ms",
                "mean_ms", "std_ms", "min_ms", "median_of_medians_ms", "count", "img_per_s", "macs", "gflops_per_s",

@@ -12,8 +12,16 @@ from typing import Any
 
 from edgeres._io import contained
 from edgeres.errors import EdgeresError
-from edgeres.manifests._base import (check_number, integer, read_manifest, rows, table, text, texts,
-                                     write_manifest)
+from edgeres.manifests._base import (
+    check_number,
+    integer,
+    read_manifest,
+    rows,
+    table,
+    text,
+    texts,
+    write_manifest,
+)
 from edgeres.manifests.preprocessing import CarriesCheckpoint, Preprocessing
 
 BACKENDS = ("ort", "trt")

@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from edgeres.errors import EdgeresError
-from edgeres.manifests._base import (check_number, integer, number, read_manifest, require, rows, table, text,
-                                     write_manifest)
+from edgeres.manifests._base import (
+    check_number,
+    integer,
+    number,
+    read_manifest,
+    require,
+    rows,
+    table,
+    text,
+    write_manifest,
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ from typing import Any
 
 from edgeres._io import contained, sha256_file
 from edgeres.errors import EdgeresError
-from edgeres.manifests._base import integer, read_manifest, rows, table, text, texts, write_manifest
+from edgeres.manifests._base import (
+    integer,
+    read_manifest,
+    rows,
+    table,
+    text,
+    texts,
+    write_manifest,
+)
 from edgeres.manifests.preprocessing import CarriesCheckpoint, Preprocessing
 
 

@@ -1,6 +1,11 @@
 """RS-Net core: private BNs per resolution, generic conversion of any BN CNN, torchvision/timm/factory builders."""
 from edgeres.arch import ARCHITECTURES, ArchSpec
-from edgeres.models.rsnet import build_plain, build_rsnet, check_resolutions_fit, make_switchable
+from edgeres.models.rsnet import (
+           build_plain,
+           build_rsnet,
+           check_resolutions_fit,
+           make_switchable,
+)
 from edgeres.models.switchable_bn import (
            BNChoice,
            SwitchableBatchNorm2d,

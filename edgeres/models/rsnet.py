@@ -16,7 +16,11 @@ from torch import nn
 from edgeres._optional import require
 from edgeres.arch import ARCHITECTURES, ArchSpec
 from edgeres.errors import EdgeresError
-from edgeres.models.switchable_bn import SwitchableBatchNorm2d, convert_to_switchable, switchable_layers
+from edgeres.models.switchable_bn import (
+    SwitchableBatchNorm2d,
+    convert_to_switchable,
+    switchable_layers,
+)
 from edgeres.resolutions import parse_resolutions
 
 

@@ -17,7 +17,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from edgeres.errors import EdgeresError
-from edgeres.models.switchable_bn import BNChoice, SwitchableBatchNorm2d, interpolate_bn_tensors, set_resolution
+from edgeres.models.switchable_bn import (
+    BNChoice,
+    SwitchableBatchNorm2d,
+    interpolate_bn_tensors,
+    set_resolution,
+)
 
 log = logging.getLogger(__name__)
 

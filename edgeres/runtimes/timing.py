@@ -105,8 +105,8 @@ def conv_reference_cell(side: int, threads: int | None = None) -> Cell:
     Work of the same kind meets the same contention, cache and frequency as the rows; the 256 GEMM (0.15 ms of
     MLAS MatMul) moved 0.28-0.43 ms between runs while the tiny CNN's rows moved under 10% (issue 15).
     """
-    from edgeres.runtimes.tiny import tiny_graph
     from edgeres.runtimes.ort import ort_session
+    from edgeres.runtimes.tiny import tiny_graph
     session = ort_session(tiny_graph(side), threads, spinning=False)
     feed = {"input": np.random.default_rng(1).standard_normal((1, 3, side, side), dtype=np.float32)}
 

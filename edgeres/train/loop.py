@@ -24,8 +24,15 @@ from edgeres.models.checkpoint import save_checkpoint
 from edgeres.train import distributed
 from edgeres.train.augment import MultiResolutionTrainSet
 from edgeres.train.losses import ensemble_weights, mred_terms
-from edgeres.train.setup import (MultiResolutionNet, arch_spec, build_checked, data_label, load_init,
-                                 set_classifier_dropout, split_data)
+from edgeres.train.setup import (
+    MultiResolutionNet,
+    arch_spec,
+    build_checked,
+    data_label,
+    load_init,
+    set_classifier_dropout,
+    split_data,
+)
 from edgeres.train.validate import EvalSet, calibration_set, measure, reestimate_bn
 
 log = logging.getLogger("edgeres.train")
@@ -289,7 +296,13 @@ def _progress(enabled: bool, title: str, total: int):
     from contextlib import contextmanager
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     @contextmanager
     def bar():

@@ -12,7 +12,12 @@ from torch import nn
 from edgeres.arch import ArchSpec, parse_quant
 from edgeres.data import BUILTINS, DatasetInfo, ImageSet, open_images
 from edgeres.errors import EdgeresError
-from edgeres.models import at_resolution, build_rsnet, check_resolutions_fit, set_resolution
+from edgeres.models import (
+    at_resolution,
+    build_rsnet,
+    check_resolutions_fit,
+    set_resolution,
+)
 from edgeres.train.losses import ensemble_logits
 
 # The holdout split is drawn with a fixed seed, not --seed: runs with different seeds (or an lr sweep) are
