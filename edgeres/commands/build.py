@@ -1,4 +1,6 @@
 """`edgeres build`: precision variants (INT8 QDQ, FP16, LQ-Net low-bit, TensorRT engines) from export.json."""
+import re
+
 import click
 
 from edgeres.defaults import BUILD_CALIB_IMAGES, BUILD_EVAL_IMAGES
@@ -34,8 +36,15 @@ def _targets_help() -> str:
               help="Measure top-1 on N val images, each class in its share (seed 0; build.json records the 95% "
                    "interval), or on all of them.")
 @click.option("--no-eval", is_flag=True, help="Skip the accuracy measurement.")
+@click.option("--trt-version", default=None, metavar="X.Y[.Z]",
+              help="Check TensorRT-bound graphs against this TensorRT (default: the installed one, else 8.5/8.6/10.x).")
+@click.option("--profile-batches", default=None, metavar="B,B,...",
+              help="trt-* engines of dynamic-batch graphs: the batches to profile (min/opt/max; default 1,8,64).")
+@click.option("--trt-int8-mix", type=click.Choice(["fp16", "fp32"]), default=None,
+              help="trt-int8 on TensorRT 10.x: layers outside Q/DQ in fp32 (strongly typed, the default) or fp16.")
+@click.option("--workspace-mib", type=click.IntRange(min=1), default=None, help="TensorRT builder workspace (MiB).")
 def command(export_dir, targets, calib_data, calib_images, calib_method, calib_dir, recalibrate, res, out, data,
-            eval_images, no_eval) -> None:
+            eval_images, no_eval, trt_version, profile_batches, trt_int8_mix, workspace_mib) -> None:
     """Build deployable variants of EXPORT_DIR's graphs and record them, with ORT top-1, in OUT/build.json.
 
     \b
@@ -48,9 +57,30 @@ def command(export_dir, targets, calib_data, calib_images, calib_method, calib_d
     out = out or export_dir
     manifest = build(export_dir, out, list(targets), data=data, calib_images=calib_images,
                      calib_method=calib_method, eval_images=eval_images, calib_data=calib_data, calib_dir=calib_dir,
-                     resolutions=res, recalibrate=recalibrate, evaluate=not no_eval)
+                     resolutions=res, recalibrate=recalibrate, evaluate=not no_eval,
+                     options=trt_options(trt_version, profile_batches, trt_int8_mix, workspace_mib))
     print_build_table(manifest, out)
     click.echo(f"next: edgeres bench {out} --device cpu", err=True)
+
+
+def trt_options(trt_version, profile_batches, trt_int8_mix, workspace_mib) -> dict:
+    """build()'s `options` from the TensorRT flags; a malformed value is a usage error (exit 2)."""
+    options = {"trt_int8_mix": trt_int8_mix, "workspace_mib": workspace_mib}
+    if trt_version is not None:
+        if not re.fullmatch(r"\d+\.\d+(\.\d+){0,2}", trt_version):
+            raise click.BadParameter(f"{trt_version!r} is not a TensorRT version like 8.6 or 10.3.0",
+                                     param_hint="--trt-version")
+        options["trt_version"] = trt_version
+    if profile_batches is not None:
+        try:
+            batches = [int(b) for b in profile_batches.split(",")]
+        except ValueError:
+            batches = []
+        if not batches or min(batches) < 1:
+            raise click.BadParameter(f"{profile_batches!r} is not a list of batches >= 1 like 1,8,64",
+                                     param_hint="--profile-batches")
+        options["profile_batches"] = batches
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def print_build_table(manifest: dict, out: str) -> None:
