@@ -5,6 +5,7 @@ statistics, saved as a user would (state_dict()), imported with BN recalibration
 Runtime on random inputs at every resolution.
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -165,3 +166,25 @@ def test_train_takes_the_same_arch_grammar(tmp_path, factory):
     assert recorded["arch"]["kwargs"] == {"width": 4} and recorded["training"]["arch_kwargs"] == {"width": 4}
     wrong = CliRunner().invoke(cli, [*args[:5], "--arch-kwargs", "{width: 4}", *args[7:], "--out", str(tmp_path / "c")])
     assert wrong.exit_code == 2 and "--arch-kwargs" in wrong.stderr and "not JSON" in wrong.stderr
+
+
+def test_benching_a_factory_checkpoint_with_torch_needs_the_users_say_so(tmp_path, factory, monkeypatch):
+    """The torch rows run in worker processes: the say-so given to bench reaches them, and nothing less does."""
+    saved_plain(ArchSpec(f"{FACTORY_MODULE}:build", 10, 1), tmp_path / "plain.pt")
+    out = import_model(f"{FACTORY_MODULE}:build", tmp_path / "plain.pt", (20, 12), tmp_path / "ckpt",
+                       recalibrate=False, mean=(0.5,), std=(0.25,))
+    runner = CliRunner()
+    done = runner.invoke(cli, ["export", str(out), "--data", DATA, "--out", str(tmp_path / "e"), "--trust-arch"])
+    assert done.exit_code == 0, done.output
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    sys.modules.pop(FACTORY_MODULE)
+    factory.unlink()
+    bench = ["bench", str(tmp_path / "e"), "--backend", "torch", "--min-time", "0.02", "--min-runs", "2",
+             "--warmup", "1", "--no-paired", "--out", str(tmp_path / "b")]
+    refused = runner.invoke(cli, bench)
+    assert refused.exit_code == 1 and "--trust-arch" in refused.stderr and refused.stderr.count("\n") == 1
+    assert not factory.exists() and not (tmp_path / "b").exists()
+    done = runner.invoke(cli, [*bench, "--trust-arch"])
+    assert done.exit_code == 0, done.output
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    assert sorted((r["target"], r["resolution"]) for r in rows) == [("torch-eager", 12), ("torch-eager", 20)]

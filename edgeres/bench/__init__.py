@@ -71,7 +71,8 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
     plan = {"artifacts": [a.to_json() for a in artifacts], "batch_sizes": list(batch_sizes), "threads": threads,
             "provider": provider, "warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s,
             "gemm_size": gemm_size, "power": {"seconds": power_s} if device == "jetson" else None,
-            "reference_sides": _reference_sides(artifacts, batch_sizes, reference_from) if paired else {}}
+            "reference_sides": _reference_sides(artifacts, batch_sizes, reference_from) if paired else {},
+            "trusted_archs": _trusted_factories(artifacts)}
     if out is None:
         return _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
     from edgeres.manifests.bench import write_bench
@@ -79,6 +80,23 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
         report = _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
         write_bench(_relative_paths(report, Path(out)), tmp)
     return report
+
+
+def _trusted_factories(artifacts: list[Artifact]) -> list[str]:
+    """The module:factory archs of the torch rows' checkpoints, which the worker processes may import: each
+    must be trusted here (--trust-arch, or edgeres.arch.trusting_arch_code around bench()), else one line."""
+    from edgeres.arch import arch_code_trusted
+    from edgeres.manifests.checkpoint import read_checkpoint_info
+    names = set()
+    for artifact in artifacts:
+        if artifact.backend == "torch":
+            spec = read_checkpoint_info(artifact.checkpoint).arch
+            if not arch_code_trusted(spec):
+                raise EdgeresError(f"{artifact.checkpoint} was built by your code ({spec.name}): benching it with "
+                                   "--backend torch imports that module; pass --trust-arch if you trust it")
+            if spec.kind == "factory":
+                names.add(spec.name)
+    return sorted(names)
 
 
 def _planned(artifact: Artifact, batch: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Several sequential worker processes per cell (`processes`) sample process-level 
 thread placement, a neighbour's burst) that repeats inside one process; their per-process medians are kept.
 Run as `python -m edgeres.bench.worker < plan.json` by `measure`.
 """
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,7 +35,10 @@ def cell_key(artifact: dict, batch: int) -> str:
 
 def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """Prepare every (artifact, batch) cell, warm up, interleave timed bursts (plus the reference GEMM)."""
-    cells, runners, memory, skipped = _prepare(plan)
+    from edgeres.arch import trusting_arch_code
+    trusted = plan.get("trusted_archs") or []  # checked by the parent (bench._trusted_factories)
+    with trusting_arch_code(trusted[0] if len(trusted) == 1 else "*") if trusted else contextlib.nullcontext():
+        cells, runners, memory, skipped = _prepare(plan)
     reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
     sides = plan.get("reference_sides") or {}
     used = sorted({sides[c.key] for c in cells if c.key in sides})  # not those of skipped cells

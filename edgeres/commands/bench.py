@@ -2,7 +2,7 @@
 import click
 
 from edgeres.bench.gate import GATE_STATISTICS
-from edgeres.options import FiniteFloat, out_option, res_option
+from edgeres.options import FiniteFloat, out_option, res_option, trust_arch_option
 
 
 def _ints(value: str, what: str) -> tuple[int, ...]:
@@ -39,6 +39,7 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 @click.option("--no-paired", is_flag=True, help="Do not time the paired reference CNN (half the time; no paired gate).")
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
+@trust_arch_option()
 def command(directory, device, targets, res, batch, backends, threads, min_runs, min_time, warmup, processes, out,
             baselines, max_regression, statistic, no_paired, normalize, fail_on_missing) -> None:
     """Measure DIRECTORY (a build dir with build.json, or an export dir with export.json).
