@@ -35,10 +35,10 @@ CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
 # The CNN of fmnist_cnn.py (why not MobileNetV2: see there); --arch mobilenet_v2 --width-mult 0.5 runs the other
 FULL = {"arch": "fmnist_cnn:build", "width_mult": 1.0, "train_limit": 30_000, "epochs": 4, "sweep_limit": 5_000,
         "sweep_epochs": 3, "holdout": 2_000, "test_images": 8_000, "seeds": 3, "finetune_epochs": 1,
-        "lrs": "0.03,0.1,0.3"}
+        "lrs": "0.03,0.1,0.3", "crop_min": 0.8}
 REDUCED = {"arch": "mobilenet_v2", "width_mult": 0.25, "train_limit": 2_000, "epochs": 4, "sweep_limit": 1_000,
            "sweep_epochs": 3, "holdout": 1_000, "test_images": 4_000, "seeds": 3, "finetune_epochs": 1,
-           "lrs": "0.1,0.3"}
+           "lrs": "0.1,0.3", "crop_min": 0.5}
 CNN_KWARGS = {"num_classes": len(CLASSES), "in_channels": 3, "width": 32}  # ImageFolder PNGs load as RGB
 
 
@@ -77,7 +77,8 @@ def ensure_dataset(root: Path, test_images: int) -> Path:
 
 def base_config(args, data: Path, seed: int, sweep: bool) -> dict:
     """The options every arm shares; the sweep scores on the holdout and never reads the test images."""
-    return {"data": str(data), **arch_options(args), "batch_size": 128, "warmup_epochs": 1.0, "crop_scale": (0.5, 1.0), "holdout": args.holdout,
+    return {"data": str(data), **arch_options(args), "batch_size": 128, "warmup_epochs": 1.0,
+            "crop_scale": (args.crop_min, 1.0), "holdout": args.holdout,
             "epochs": args.sweep_epochs if sweep else args.epochs, "seed": seed, "progress": False,
             "train_limit": args.sweep_limit if sweep else args.train_limit, **({"val_limit": 1} if sweep else {})}
 
@@ -221,7 +222,7 @@ def table(rows: dict, result: dict) -> str:
              f"(Debian dataset-fashion-mnist; the last 10 000 train / 2 000 test images never read): train on "
              f"{s['train_limit']} of the first 50 000 train images after a {s['holdout']}-image holdout, top-1 % on "
              f"the first {n} test images. {arch_text(argparse.Namespace(**s))}, {s['epochs']} epochs, batch "
-             f"128, SGD 0.9, 1 warm-up epoch + cosine, wd 1e-4, crop 0.5-1, mean loss reduction (the default). "
+             f"128, SGD 0.9, 1 warm-up epoch + cosine, wd 1e-4, crop {s['crop_min']}-1, mean loss reduction (the default). "
              f"lr per arm = best mean holdout top-1 of {s['lrs']} after {s['sweep_epochs']} epochs on "
              f"{s['sweep_limit']} images: {json.dumps(result['lr'])}. Multi-seed cells: mean ± sample std over "
              f"seeds 0..{s['seeds'] - 1}; single-seed cells: value (± 95% binomial interval on {n} images). "
