@@ -32,3 +32,17 @@ def test_build_evaluates_a_stated_default_share_or_everything(tmp_path_factory, 
         assert row["accuracy"]["count"] == count
         low, high = row["accuracy"]["top1_ci95"]
         assert low < row["accuracy"]["top1"] < high
+
+
+def test_report_tables_and_csv_carry_the_interval():
+    from edgeres.manifests.bench import flat_rows, to_csv
+    from edgeres.report import markdown_table
+    accuracy = Accuracy(50.0, 80.0, 100).to_json()
+    row = {"target": "ort-fp32", "resolution": 28, "batch": 1, "stats": {"p50": 1.0}, "accuracy": accuracy}
+    flat = flat_rows({"rows": [row, {**row, "accuracy": None}]})
+    table = markdown_table(flat).splitlines()
+    assert table[0].endswith("| top-1 % | top-1 95% |") and table[2].endswith("| 50.00 | 40.4-59.6 |")
+    assert table[3].endswith("| - | - |")  # a row without accuracy
+    header, first, _ = to_csv(flat).splitlines()
+    values = dict(zip(header.split(","), first.split(",")))
+    assert (values["top1_low"], values["top1_high"], values["top1_images"]) == ("40.38", "59.62", "100")

@@ -18,7 +18,8 @@ from edgeres.manifests._base import (
 
 CSV_COLUMNS = ("target", "resolution", "batch", "backend", "provider", "precision", "p50_ms", "p90_ms", "p99_ms",
                "mean_ms", "std_ms", "min_ms", "median_of_medians_ms", "count", "img_per_s", "macs", "gflops_per_s",
-               "latency_ratio", "macs_ratio", "top1", "peak_rss_mb", "avg_power_w", "energy_per_image_mj")
+               "latency_ratio", "macs_ratio", "top1", "top1_low", "top1_high", "top1_images", "peak_rss_mb",
+               "avg_power_w", "energy_per_image_mj")
 
 
 def write_bench(report: dict[str, Any], out: str | os.PathLike) -> dict[str, Path]:
@@ -54,7 +55,9 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     flat = {k: row.get(k) for k in ("target", "resolution", "batch", "backend", "provider", "precision", "img_per_s",
                                      "macs", "gflops_per_s", "latency_ratio", "macs_ratio")}
     flat.update({f"{k}_ms": stats.get(k) for k in ("p50", "p90", "p99", "mean", "std", "min", "median_of_medians")})
-    flat.update(count=stats.get("count"), top1=accuracy.get("top1"), peak_rss_mb=memory.get("peak_rss_mb"),
+    interval = accuracy.get("top1_ci95") or (None, None)
+    flat.update(count=stats.get("count"), top1=accuracy.get("top1"), top1_low=interval[0], top1_high=interval[1],
+                top1_images=accuracy.get("count"), peak_rss_mb=memory.get("peak_rss_mb"),
                 avg_power_w=power.get("avg_power_w"), energy_per_image_mj=power.get("energy_per_image_mj"))
     return flat
 

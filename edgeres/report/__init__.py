@@ -19,10 +19,13 @@ OWN_FILES = ("report.md", "results.csv", "latency_vs_macs.png", "latency_vs_macs
 TABLE_COLUMNS = (("target", "target"), ("res", "resolution"), ("batch", "batch"), ("p50 ms", "p50_ms"),
                  ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("img/s", "img_per_s"), ("MMACs", "macs"),
                  ("GFLOP/s", "gflops_per_s"), ("lat ratio", "latency_ratio"), ("MACs ratio", "macs_ratio"),
-                 ("top-1 %", "top1"))
+                 ("top-1 %", "top1"), ("top-1 95%", "top1_interval"))
 
 
-def _cell(key: str, value: Any) -> str:
+def _cell(key: str, value: Any, row: dict[str, Any] | None = None) -> str:
+    if key == "top1_interval":  # the Wilson interval build.json records with each top-1
+        low, high = ((row or {}).get("top1_low"), (row or {}).get("top1_high"))
+        return "-" if low is None or high is None else f"{low:.1f}-{high:.1f}"
     if value is None:
         return "-"
     if key == "macs":
@@ -43,14 +46,14 @@ def print_bench_table(report: dict[str, Any], title: str | None = None) -> None:
     for header, _ in TABLE_COLUMNS:
         table.add_column(header, justify="left" if header == "target" else "right")
     for row in flat_rows(report):
-        table.add_row(*(_cell(key, row.get(key)) for _, key in TABLE_COLUMNS))
+        table.add_row(*(_cell(key, row.get(key), row) for _, key in TABLE_COLUMNS))
     wide_console().print(table)  # pipes/CI logs: don't squash to 80 cols
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """GitHub Markdown table of flat rows (same columns as the stdout table)."""
     lines = ["| " + " | ".join(h for h, _ in TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(_cell(k, r.get(k)) for _, k in TABLE_COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(k, r.get(k), r) for _, k in TABLE_COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
