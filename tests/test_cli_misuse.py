@@ -362,6 +362,9 @@ CASES = [
     Case("bench-target-absent", "bench {ws}/bld --target int8-qdq --out {case}/b", 1, "no target int8-qdq"),
     Case("bench-device-cuda", "bench {ws}/bld --device cuda --out {case}/b", 1, "--device cuda needs",
          marks=(pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),)),
+    Case("bench-device-cuda-torch", "bench {ws}/bld --device cuda --backend torch --out {case}/b", 1,
+         "--backend torch needs PyTorch with a CUDA device",
+         marks=(pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),)),
     Case("bench-min-time-nan", "bench {ws}/bld --min-time nan --out {case}/b", 2, "not a finite number"),
     Case("bench-max-regression-nan", f"bench {{ws}}/bld {FAST_BENCH} --baseline {{ws}}/bld/bench/bench.json "
          "--max-regression nan --out {case}/b", 2, "not a finite number"),

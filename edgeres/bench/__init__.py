@@ -167,7 +167,12 @@ def _gpu_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[s
     from edgeres.runtimes.trt import cuda_available
     if device == "jetson" and missing_jetson_tools():
         raise EdgeresError(f"--device jetson needs a Jetson: {missing_jetson_tools()}; use --device cpu here")
+    if backends and set(backends) == {"torch"}:  # PyTorch eager on the GPU needs neither TensorRT nor ORT's CUDA
+        _require_torch_cuda(device)
+        return tuple(backends), "CUDAExecutionProvider"
     trt_missing, ort_cuda = cuda_available(), _ort_has_cuda()
+    if "torch" in (backends or ()):
+        _require_torch_cuda(device)
     if trt_missing and not ort_cuda:
         raise EdgeresError(f"--device {device} needs TensorRT on a CUDA device ({trt_missing}) or onnxruntime-gpu's "
                            "CUDAExecutionProvider (not available): run on the GPU host, or use --device cpu")
@@ -179,6 +184,14 @@ def _gpu_backends(device: str, backends, found: list[Artifact]) -> tuple[tuple[s
         raise EdgeresError("ONNX Runtime has no CUDAExecutionProvider here: pip install onnxruntime-gpu, or bench "
                            "the TensorRT engines (--backend trt)")
     return backends, "CUDAExecutionProvider"
+
+
+def _require_torch_cuda(device: str) -> None:
+    from edgeres import _optional
+    torch = _optional.torch("the PyTorch eager backend")
+    if not torch.cuda.is_available():
+        raise EdgeresError(f"--device {device} --backend torch needs PyTorch with a CUDA device (torch "
+                           f"{torch.__version__} sees none): run on the GPU host, or use --device cpu")
 
 
 def _ort_has_cuda() -> bool:

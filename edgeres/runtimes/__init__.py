@@ -22,7 +22,8 @@ def open_runner(artifact, threads: int | None = None, provider: str = "CPUExecut
         return OrtRunner(artifact.file, threads, provider, spinning=spinning)
     if artifact.backend == "torch":
         from edgeres.runtimes.torch_eager import TorchRunner
-        return TorchRunner.from_checkpoint(artifact.checkpoint, artifact.resolution, threads)
+        device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"  # the bench's --device cuda
+        return TorchRunner.from_checkpoint(artifact.checkpoint, artifact.resolution, threads, device)
     if artifact.backend == "trt":
         from edgeres.runtimes.trt import TrtRunner
         return TrtRunner(artifact.file)

@@ -28,16 +28,19 @@ class TorchRunner:
         self.choice = choose_bn(resolution, self.layers[0].resolutions, allow_nearest=allow_nearest)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str, resolution: int, threads: int | None = None) -> "TorchRunner":
+    def from_checkpoint(cls, checkpoint: str, resolution: int, threads: int | None = None,
+                        device: str = "cpu") -> "TorchRunner":
         from edgeres import _optional
         torch = _optional.torch("the PyTorch eager backend")
         from edgeres.models.checkpoint import load_checkpoint
         if threads:
             torch.set_num_threads(threads)
-        if checkpoint not in cls._models:
-            cls._models[checkpoint] = load_checkpoint(checkpoint)[:2]
-        model, info = cls._models[checkpoint]
-        return cls(model, resolution, info.arch.in_channels, allow_nearest=True)
+        if (checkpoint, device) not in cls._models:
+            cls._models[checkpoint, device] = load_checkpoint(checkpoint, device=device)[:2]
+        model, info = cls._models[checkpoint, device]
+        runner = cls(model, resolution, info.arch.in_channels, allow_nearest=True, device=device)
+        runner.provider = f"torch-{device}"
+        return runner
 
     def _forward(self, x: np.ndarray):
         previous = [layer.choice for layer in self.layers]  # the model may be shared: leave it as found
@@ -57,7 +60,11 @@ class TorchRunner:
         return random_input((batch, self.in_channels, self.resolution, self.resolution))
 
     def run(self, inputs: np.ndarray) -> None:
+        """One timed call: host array in, result ready (on CUDA the host-to-device copy is part of it, and the
+        call waits for the kernels, which would otherwise return before the GPU has finished)."""
         self._forward(inputs)
+        if self.device != "cpu":
+            self.torch.cuda.synchronize(self.device)
 
     def close(self) -> None:
         self.model = None
