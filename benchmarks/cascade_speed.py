@@ -26,11 +26,11 @@ from _machine import isa_text, machine_record, write_result  # noqa: E402
 SETTINGS = ((1, False), (2, False), (2, True))  # (intra-op threads, spinning)
 
 
-def built(checkpoint: Path, work: Path, res: str, target: str) -> Path:
+def built(checkpoint: Path, work: Path, res: str, target: str, data: str) -> Path:
     from edgeres.build import build
     from edgeres.export import export
-    export(checkpoint, work / "export", resolutions=res)
-    build(work / "export", work / "build", [target], evaluate=False)
+    export(checkpoint, work / "export", resolutions=res, data=data)
+    build(work / "export", work / "build", [target], data=data, calib_data=data, evaluate=False)
     return work / "build"
 
 
@@ -91,7 +91,7 @@ def main() -> None:
         result = {"machine": machine_record(None, "2-core VM; nothing else of ours ran beside it"),
                   "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
                   "max_drop": args.max_drop, "checkpoint": args.checkpoint}
-        build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target)
+        build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target, args.data)
         result["settings"] = [one_setting(build_dir, args, t, s) for t, s in SETTINGS]
     write_result(args.name, result, markdown(result))
 

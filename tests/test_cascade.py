@@ -47,6 +47,29 @@ def test_stop_stages_and_macs_accounting_exact():
     assert cc.pick(preds, stops).tolist() == [1, 6, 3, 12]
 
 
+def test_a_stage_that_never_answers_is_skipped_and_costs_nothing():
+    conf = np.array([[0.9, 0.2, 0.5, 0.1], [0.0, 0.8, 0.3, 0.1], [0.0, 0.0, 0.0, 0.0]])
+    thresholds = [0.5, np.inf]  # the middle stage never answers: the runner does not run it
+    stops = cc.stop_stages(conf, thresholds)
+    assert stops.tolist() == [0, 2, 0, 2] and cc.stages_run(thresholds, 3).tolist() == [True, False, True]
+    assert cc.cascade_macs(stops, [100, 300, 1000], thresholds).tolist() == [100, 1100, 100, 1100]
+    alone = cc.stop_stages(conf, [np.inf, np.inf])  # the highest resolution alone pays only itself
+    assert cc.cascade_macs(alone, [0.5, 0.2, 1.0], [np.inf, np.inf]).tolist() == [1.0] * 4
+
+
+def test_tuning_skips_a_middle_stage_whose_cost_outweighs_its_exits():
+    """Low is right on images 0-1, mid on 0-2, high on all. Costs 1/6/10 (ms): low+high 6.0 per image beats
+    low+mid+high 6.5, mid+high 8.5 and high 10, so mid is skipped. Costs 1/1/10 (MACs): mid+high 3.5 beats
+    low+mid+high 4.0 and low+high 6.0, so low is skipped instead."""
+    labels = np.zeros(4, int)
+    conf = np.array([[0.9, 0.9, 0.1, 0.1], [0.9, 0.9, 0.9, 0.1], [1.0, 1.0, 1.0, 1.0]])
+    preds = np.array([[0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
+    by_time = cc.tune_thresholds(conf, preds, labels, costs=[1, 6, 10], max_drop=0.0)
+    assert math.isinf(by_time.thresholds[1]) and by_time.mean_cost == (1 + 1 + 11 + 11) / 4
+    by_macs = cc.tune_thresholds(conf, preds, labels, costs=[1, 1, 10], max_drop=0.0)
+    assert math.isinf(by_macs.thresholds[0]) and by_macs.mean_cost == (1 + 1 + 1 + 11) / 4
+
+
 def two_stage_case():
     """6 images; the high stage is always right; the low stage is right exactly when it is confident."""
     labels = np.array([0, 1, 0, 1, 0, 1])
@@ -58,30 +81,30 @@ def two_stage_case():
 
 def test_tuning_with_zero_drop_escalates_exactly_the_wrong_images():
     conf, preds, labels = two_stage_case()
-    tuning = cc.tune_thresholds(conf, preds, labels, macs=[10, 100], max_drop=0.0)
+    tuning = cc.tune_thresholds(conf, preds, labels, costs=[10, 100], max_drop=0.0)
     assert tuning.thresholds == (0.85,)
     assert cc.stop_stages(conf, tuning.thresholds).tolist() == [0, 0, 0, 1, 1, 1]
     assert tuning.top1 == tuning.reference_top1 == 100.0
-    assert tuning.mean_macs == (3 * 10 + 3 * 110) / 6
+    assert tuning.mean_cost == (3 * 10 + 3 * 110) / 6
 
 
 def test_tuning_spends_the_allowed_drop_and_no_more():
     conf, preds, labels = two_stage_case()
     # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
-    tuning = cc.tune_thresholds(conf, preds, labels, macs=[10, 100], max_drop=20.0)
+    tuning = cc.tune_thresholds(conf, preds, labels, costs=[10, 100], max_drop=20.0)
     assert tuning.thresholds == (0.6,)
     assert tuning.top1 == pytest.approx(100 * 5 / 6) and tuning.top1 >= tuning.reference_top1 - 20
     # an unlimited drop exits everything at the lowest stage
-    assert cc.tune_thresholds(conf, preds, labels, [10, 100], max_drop=100.0).mean_macs == 10.0
+    assert cc.tune_thresholds(conf, preds, labels, [10, 100], max_drop=100.0).mean_cost == 10.0
 
 
 def test_tuning_three_stages_uses_the_middle_stage():
     labels = np.zeros(4, int)
     conf = np.array([[0.9, 0.3, 0.3, 0.3], [0.0, 0.9, 0.9, 0.2], [1, 1, 1, 1.0]])
     preds = np.array([[0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
-    tuning = cc.tune_thresholds(conf, preds, labels, macs=[1, 10, 100], max_drop=0.0)
+    tuning = cc.tune_thresholds(conf, preds, labels, costs=[1, 10, 100], max_drop=0.0)
     assert cc.stop_stages(conf, tuning.thresholds).tolist() == [0, 1, 1, 2]
-    assert tuning.mean_macs == (1 + 11 + 11 + 111) / 4
+    assert tuning.mean_cost == (1 + 11 + 11 + 111) / 4
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -96,9 +119,9 @@ def test_tuning_matches_exhaustive_search_on_random_cases(seed):
     for thresholds in itertools.product(*[np.concatenate([[np.inf], c]) for c in conf[:-1]]):
         stops = cc.stop_stages(conf, thresholds)
         if cc.top1_pct(cc.pick(preds, stops), labels) >= floor - 1e-9:
-            best = min(best, cc.cascade_macs(stops, macs).mean())
+            best = min(best, cc.cascade_macs(stops, macs, thresholds).mean())
     tuning = cc.tune_thresholds(conf, preds, labels, macs, drop)
-    assert tuning.mean_macs == pytest.approx(best) and tuning.top1 >= floor - 1e-9
+    assert tuning.mean_cost == pytest.approx(best) and tuning.top1 >= floor - 1e-9
 
 
 def test_random_baseline_reproducible_by_seed():
@@ -159,6 +182,18 @@ def test_runner_matches_running_the_chosen_stage_graphs_directly(export_dir):
         assert result.macs == sum(tiny_macs(r) for r in RES[:s + 1])
         stages_seen.append(s)
     assert len(set(stages_seen)) == 3, f"thresholds should spread images over all stages: {stages_seen}"
+
+
+def test_runner_skips_a_stage_that_never_answers(export_dir):
+    from edgeres.data import open_images
+    runner = cc.CascadeRunner.from_manifest(export_dir, [0.4, None])  # None (cascade.json): never answers
+    calls = []
+    original = runner.logits
+    runner.logits = lambda stage, x: calls.append(stage) or original(stage, x)
+    images = open_images("fashion-mnist-mini", "val")
+    results = [runner(images.image(i)) for i in range(20)]
+    assert 1 not in calls and {r.stage for r in results} == {0, 2}  # some escalate, past the skipped stage
+    assert all(r.macs == tiny_macs(RES[0]) + (tiny_macs(RES[2]) if r.stage == 2 else 0) for r in results)
 
 
 RUNNER_WITHOUT_TORCH = """

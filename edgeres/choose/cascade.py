@@ -29,6 +29,7 @@ from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachabl
     random_stages,
     softmax,
     softmax_margin,
+    stages_run,
     stop_stages,
     top1_pct,
     tune_thresholds,
@@ -128,11 +129,12 @@ class CascadeResult:
     stage: int  # index of the stage that answered (0 = lowest resolution)
     resolution: int  # px
     confidence: float
-    macs: int  # every stage run, 0..stage
+    macs: int  # every stage run, 0..stage (a stage that never answers is skipped)
 
 
 class CascadeRunner:
-    """Run the lowest resolution first; escalate while confidence < that stage's threshold.
+    """Run the lowest resolution first; escalate while confidence < that stage's threshold. A stage whose
+    threshold is +inf (None in cascade.json) never answers and is skipped.
 
     `runner(image_hwc_uint8)` preprocesses per stage as `edgeres eval` does; `runner.run(inputs)` takes
     already-preprocessed `1,C,res,res` arrays keyed by resolution (so timing can exclude preprocessing).
@@ -170,12 +172,14 @@ class CascadeRunner:
     def run(self, inputs: dict[int, np.ndarray] | Callable[[int], np.ndarray]) -> CascadeResult:
         """inputs: resolution -> 1,C,res,res float32 (or a function stage index -> that array)."""
         get = inputs if callable(inputs) else (lambda s: inputs[self.stages[s].resolution])
-        macs = 0
+        macs, last = 0, len(self.stages) - 1
         for s, stage in enumerate(self.stages):
+            if s < last and math.isinf(self.thresholds[s]):
+                continue  # never answers: running it would change nothing (thresholds.stages_run)
             logits = self.logits(s, get(s))
             macs += stage.macs
             conf = float(self._confidence(logits)[0])
-            if s == len(self.stages) - 1 or conf >= self.thresholds[s]:
+            if s == last or conf >= self.thresholds[s]:
                 return CascadeResult(int(logits[0].argmax()), s, stage.resolution, conf, macs)
         raise AssertionError("unreachable: the last stage always answers")
 

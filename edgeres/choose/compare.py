@@ -19,7 +19,14 @@ from edgeres.choose.splits import (
     stratified_halves,
     stratified_order,
 )
-from edgeres.choose.thresholds import Tuning, random_stages, top1_pct, tune_thresholds
+from edgeres.choose.thresholds import (
+    Tuning,
+    cascade_macs,
+    random_stages,
+    stop_stages,
+    top1_pct,
+    tune_thresholds,
+)
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.choose import write_cascade
 from edgeres.runtimes.timing import timed_call
@@ -27,6 +34,10 @@ from edgeres.runtimes.timing import timed_call
 CASCADE_FILE = "cascade.json"
 MARKERS = (CASCADE_FILE,)
 TUNE_SPLITS = ("val-half", "train")
+# What the threshold search minimises per image: "latency" = each stage's median ms with its preprocessing,
+# measured on the tuning images on this machine (small graphs: per-call overhead, not MACs, sets the wall
+# time); "macs" = the manifests' multiply-accumulates (machine-independent).
+COSTS = ("latency", "macs")
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class CascadeReport:
     seed: int
     rows: tuple[MethodRow, ...]
     splits: dict = field(default_factory=dict)  # seed and, per split, its images and class histogram
+    costs: dict = field(default_factory=dict)  # what the tuning minimised: cost name, per-stage costs, mean MACs
 
     def row(self, method: str) -> MethodRow:
         return next(r for r in self.rows if r.method == method)
@@ -67,7 +79,8 @@ class CascadeReport:
                 "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs} for s in src.stages],
                 "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
-                           "reference_top1": self.tuning.reference_top1, "mean_macs": self.tuning.mean_macs},
+                           "reference_top1": self.tuning.reference_top1, "mean_cost": self.tuning.mean_cost,
+                           **self.costs},
                 "report_split": self.report_split, "random_seed": self.seed, "splits": self.splits,
                 "rows": [{**r.__dict__, "stage_share": list(r.stage_share)} for r in self.rows]}
 
@@ -75,17 +88,21 @@ class CascadeReport:
 def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_drop: float = 0.5,
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
-                     spinning: bool = False, out: str | os.PathLike | None = None) -> CascadeReport:
+                     spinning: bool = False, cost: str = "latency",
+                     out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
     tune_on="val-half": tune on one stratified half of the val images, report on the other;
     tune_on="train": tune on N train images, report on N val images. `limit` caps the val images used.
     Every subset and half is a seeded (SPLIT_SEED), class-stratified selection (a folder dataset is ordered by
     class: first-N would tune on some classes and report on others); cascade.json records each split's class
-    histogram. Writes `out/cascade.json` when `out` is given.
+    histogram. cost: what the thresholds minimise (COSTS); a stage left at +inf is skipped at run time.
+    Writes `out/cascade.json` when `out` is given.
     """
     if not (math.isfinite(max_drop) and max_drop >= 0):
         raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if cost not in COSTS:
+        raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
     if out is not None:
         check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads, spinning)
@@ -97,12 +114,16 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     if report_set.info.channels != len(src.mean):
         raise EdgeresError(f"{report_set.info.name} has {report_set.info.channels}-channel images, the graphs take "
                            f"{len(src.mean)}: pass the --data the model was trained on")
-    logits = np.stack([_stage_logits(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))])
-    tuning = tune_thresholds(np.stack([runner._confidence(l) for l in logits]), logits.argmax(-1),
-                             tune_set.labels[tune_idx], [s.macs for s in runner.stages], max_drop)
+    passes = [_stage_pass(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))]
+    logits, macs = np.stack([p[0] for p in passes]), [s.macs for s in runner.stages]
+    costs = [p[1] for p in passes] if cost == "latency" else macs
+    conf = np.stack([runner._confidence(l) for l in logits])
+    tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop)
     runner.thresholds = tuning.thresholds
+    tuned_macs = float(cascade_macs(stop_stages(conf, tuning.thresholds), macs, tuning.thresholds).mean())
     rows = _measure(runner, report_set, report_idx, seed)
-    report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits)
+    report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits,
+                           {"cost": cost, "stage_costs": [float(c) for c in costs], "mean_macs": tuned_macs})
     if out is not None:
         with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
             write_cascade(tmp / CASCADE_FILE, report.to_json(out))
@@ -130,9 +151,16 @@ def _splits(data: str, tune_on: str, limit: int | None):
             (val, np.sort(chosen), f"val stratified {n}"))
 
 
-def _stage_logits(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> np.ndarray:
-    """N,classes logits of one stage, one image at a time (exported graphs have a static batch of 1)."""
-    return np.concatenate([runner.logits(stage, runner.preprocess(images.image(i), stage)) for i in indices])
+def _stage_pass(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> tuple[np.ndarray, float]:
+    """N,classes logits of one stage, one image at a time (exported graphs have a static batch of 1), and the
+    median ms of one call with its preprocessing (decoding excluded): the stage's cost for cost="latency"."""
+    logits, ms = [], []
+    for i in indices:
+        image = images.image(int(i))
+        out, took = timed_call(lambda: runner.logits(stage, runner.preprocess(image, stage)))  # noqa: B023
+        logits.append(out)
+        ms.append(took)
+    return np.concatenate(logits), float(np.median(ms))
 
 
 def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:

@@ -55,9 +55,20 @@ def pick(per_stage: np.ndarray, stages: np.ndarray) -> np.ndarray:
     return np.asarray(per_stage)[stages, np.arange(len(stages))]
 
 
-def cascade_macs(stops: np.ndarray, macs: Sequence[int]) -> np.ndarray:
-    """N stop stages -> N MACs: an image pays every stage it ran, 0..stop inclusive."""
-    return np.cumsum(np.asarray(macs, np.int64))[np.asarray(stops)]
+def stages_run(thresholds: Sequence[float], stages: int) -> np.ndarray:
+    """Which of the S stages run at all: a stage that never answers (threshold +inf) would change no
+    prediction, so the runner skips it; the last stage always runs."""
+    runs = np.isfinite(np.asarray(thresholds, np.float64))
+    return np.append(runs, True) if len(runs) == stages - 1 else np.ones(stages, bool)
+
+
+def cascade_macs(stops: np.ndarray, macs: Sequence[float], thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """N stop stages -> N MACs (or any per-stage cost): an image pays every stage it ran, 0..stop inclusive;
+    with `thresholds`, the stages that never answer are skipped and cost nothing (stages_run)."""
+    cost = np.asarray(macs)
+    if thresholds is not None:
+        cost = cost * stages_run(thresholds, len(cost))
+    return np.cumsum(cost)[np.asarray(stops)]
 
 
 def top1_pct(predictions: np.ndarray, labels: np.ndarray) -> float:  # percent
@@ -74,14 +85,16 @@ class Tuning:
     thresholds: tuple[float, ...]  # S-1, exit at stage s when confidence >= thresholds[s]
     top1: float  # percent, cascade on the tuning images
     reference_top1: float  # percent, highest resolution alone on the tuning images
-    mean_macs: float  # per image
+    mean_cost: float  # per image, in the unit of the costs it was tuned on (MACs, or measured ms)
 
 
-def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, macs: Sequence[int],
+def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, costs: Sequence[float],
                     max_drop: float, grid: int = 100, combinations: int = 20_000) -> Tuning:
-    """Thresholds that minimise mean MACs while top-1 stays >= (highest-resolution top-1 - max_drop points).
+    """Thresholds that minimise the mean cost per image while top-1 stays >= (highest-resolution top-1 -
+    max_drop points); a stage left at +inf is skipped (stages_run), so the search also picks which stages run.
 
-    confidence, predictions: S,N per stage (low -> high resolution); labels: N; macs: S per image.
+    confidence, predictions: S,N per stage (low -> high resolution); labels: N; costs: S per image (MACs, or
+    each stage's measured ms: on small graphs the per-call overhead, not MACs, decides the wall time).
     Candidates per stage: +inf (never exit) and up to `grid` confidence quantiles. Accuracy is not monotone
     in a threshold, so a one-step greedy stalls (it was up to 5x off the optimum on random cases); instead:
     exhaustive search over every combination when there are at most `combinations` (S <= 3 at grid 100),
@@ -90,10 +103,10 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     conf, hits = np.asarray(confidence, np.float64), np.asarray(predictions) == np.asarray(labels)
     floor = 100.0 * hits[-1].mean() - max_drop
 
-    def key(thresholds) -> tuple[float, float]:  # (mean MACs, -top1); inf when the drop is too large
+    def key(thresholds) -> tuple[float, float]:  # (mean cost, -top1); inf when the drop is too large
         stops = stop_stages(conf, thresholds)
         top1 = 100.0 * pick(hits, stops).mean()
-        return (float(cascade_macs(stops, macs).mean()) if top1 >= floor - 1e-9 else np.inf, -top1)
+        return (float(cascade_macs(stops, costs, thresholds).mean()) if top1 >= floor - 1e-9 else np.inf, -top1)
 
     cands = [_candidates(c, grid) for c in conf[:-1]]
     per_stage = max(2, int(combinations ** (1.0 / max(1, len(cands)))))

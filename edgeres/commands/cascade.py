@@ -16,18 +16,22 @@ from edgeres.options import FiniteFloat, data_option
 @click.option("--target", default=None, help="Build target whose graphs to run (default: ort-fp32, or the only "
                                              "ONNX Runtime target). Only for a build directory.")
 @click.option("--tune-on", type=click.Choice(["val-half", "train"]), default="val-half", show_default=True,
-              help="val-half: tune on the first half of val, report on the second; train: tune on train images, "
+              help="val-half: tune on one stratified half of val, report on the other; train: tune on train images, "
                    "report on val.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-resolution baseline.")
-@click.option("--limit", type=click.IntRange(min=2), default=None, help="Use only the first N val images.")
+@click.option("--limit", type=click.IntRange(min=2), default=None,
+              help="Use only N val images (a seeded, class-stratified subset).")
+@click.option("--cost", type=click.Choice(["latency", "macs"]), default="latency", show_default=True,
+              help="What the thresholds minimise: each stage's ms with preprocessing, measured here on the tuning "
+                   "images, or its MACs. A stage that should never answer is skipped.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
-def command(source, data, max_drop, confidence, target, tune_on, seed, limit, threads, out) -> None:
+def command(source, data, max_drop, confidence, target, tune_on, seed, limit, cost, threads, out) -> None:
     """Run the lowest resolution first and escalate only unconfident images.
 
     Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
-    points of the highest resolution on the tuning images, then measures on other images, side by side:
+    points of the highest resolution on the tuning images at the least --cost, then measures on other images, side by side:
     the highest resolution alone, a random resolution per image (the RS-Nets thesis baseline) and the
     cascade: top-1, mean MACs per image (a cascade image pays every stage it ran) and mean wall time per
     image (batch 1; resize, crop and normalise of every stage an image reaches included, decoding not).
@@ -44,7 +48,7 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, th
     path = Path(source)
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
-                              tune_on=tune_on, seed=seed, limit=limit, threads=threads, out=out)
+                              tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
