@@ -112,12 +112,14 @@ def test_build_dir_rows_carry_accuracy(tiny, tmp_path):
     graph = read_manifest(tiny[0], "export")["graphs"][-1]
     (tmp_path / "m.onnx").write_bytes((tiny[0] / graph["file"]).read_bytes())
     artifact = {"target": "ort-fp32", "resolution": 32, "file": "m.onnx", "backend": "ort", "precision": "fp32",
-                "macs": graph["macs"], "accuracy": {"top1": 71.5, "measured_with": "onnxruntime"}}
+                "macs": graph["macs"], "accuracy": {"top1": 71.5, "measured_with": "onnxruntime", "count": 500,
+                                                    "top1_ci95": [67.4, 75.3]}}
     artifact["sha256"] = sha256_file(tmp_path / "m.onnx")
     trt = {**artifact, "target": "trt-fp16", "backend": "trt", "file": "m.engine"}
     write_manifest(tmp_path / "build.json", "build", build_body(tiny[0], [artifact, trt]))
     report = bench(tmp_path, min_time_s=0.05, min_runs=3, warmup=1)
     assert [(r["target"], r["accuracy"]["top1"]) for r in report["rows"]] == [("ort-fp32", 71.5)]
+    assert (report["rows"][0]["accuracy"]["top1_ci95"], report["rows"][0]["accuracy"]["count"]) == ([67.4, 75.3], 500)
 
 
 def test_torch_eager_backend_switches_the_rsnet(tiny_rsnet, tiny_spec, tmp_path):

@@ -106,7 +106,13 @@ def _from_export(manifest: ExportManifest) -> list[Artifact]:
 def _accuracy(value: dict | None, source: str) -> dict | None:
     if not value or value.get("top1") is None:
         return None
-    return {"top1": float(value["top1"]), "measured_with": value.get("measured_with", source)}
+    kept = {"top1": float(value["top1"]), "measured_with": value.get("measured_with", source)}
+    interval, count = value.get("top1_ci95"), value.get("count")
+    if isinstance(interval, list) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval):
+        kept["top1_ci95"] = [float(v) for v in interval]  # how many images pin the top-1 down (build's Wilson)
+    if isinstance(count, int) and count > 0:
+        kept["count"] = count
+    return kept
 
 
 def checkpoint_metrics(checkpoint: dict[str, Any]) -> dict[int, dict]:
