@@ -84,11 +84,13 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
     parser.add_argument("--name", default="cascade_speed")
+    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
+                        help="what else shared the machine while this ran (recorded with the results)")
     args = parser.parse_args()
     from edgeres.arch import trusting_arch_code
     trust = trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
     with tempfile.TemporaryDirectory() as work, trust:
-        result = {"machine": machine_record(None, "2-core VM; nothing else of ours ran beside it"),
+        result = {"machine": machine_record(None, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
                   "max_drop": args.max_drop, "checkpoint": args.checkpoint}
         build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target, args.data)
