@@ -44,11 +44,12 @@ def test_worker_processes_keep_one_median_each(tiny):
 
 
 def test_cli_gate_passes_on_a_rerun_and_fails_on_a_regression(tiny, tmp_path):
-    """The real end-to-end check. Normalised p50, and a 50% threshold because this runs on
+    """The real end-to-end check. Normalised p50, and a 100% threshold because this runs on
     busy shared 2-core boxes (FACTS: 6-70% drift). The regression: a baseline whose rows are 5x faster than
-    measured (the same graphs: a slower model is refused as "another model", not compared)."""
+    measured, and a graph of about 5x the MACs (gated, with a note that its graph changed). A rerun moved a row
+    by +80% with two training jobs beside it; the 5x cases measure +350..415%, far above 100%."""
     fast, slow = tiny
-    gate = ["--normalize", "--max-regression", "50"]
+    gate = ["--normalize", "--max-regression", "100"]
     first = CliRunner().invoke(cli, ["bench", str(fast), "--out", str(tmp_path / "base"), *FAST])
     assert first.exit_code == 0, first.output
     baseline = str(tmp_path / "base" / "bench.json")

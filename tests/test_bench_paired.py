@@ -43,14 +43,15 @@ def test_reference_from_a_baseline_keeps_its_sides(tiny):
 
 
 def test_cli_paired_gate_over_two_recordings(tiny, tmp_path):
-    """50% threshold: this runs on busy shared boxes; the regression is a 5x one."""
+    """100% threshold: this runs on busy shared boxes (a rerun moved a row +80% with two training jobs beside
+    it); the regressions are 5x ones."""
     fast, slow = tiny
     recordings = []
     for name in ("base1", "base2"):
         done = CliRunner().invoke(cli, ["bench", str(fast), "--out", str(tmp_path / name), *FAST])
         assert done.exit_code == 0, done.output
         recordings += ["--baseline", str(tmp_path / name / "bench.json")]
-    gate = [*recordings, "--statistic", "paired", "--max-regression", "50"]
+    gate = [*recordings, "--statistic", "paired", "--max-regression", "100"]
     again = CliRunner().invoke(cli, ["bench", str(fast), "--out", str(tmp_path / "again"), *FAST, *gate])
     assert again.exit_code == 0 and "latency gate passed (paired" in again.output, again.output
     other = CliRunner().invoke(cli, ["bench", str(slow), "--out", str(tmp_path / "other"), *FAST, *gate])
@@ -64,7 +65,7 @@ def test_cli_paired_gate_over_two_recordings(tiny, tmp_path):
         (tmp_path / f"{name}-fast.json").write_text(json.dumps(report))
         faster += ["--baseline", str(tmp_path / f"{name}-fast.json")]
     slower = CliRunner().invoke(cli, ["bench", str(fast), "--out", str(tmp_path / "slow"), *FAST, *faster,
-                                      "--statistic", "paired", "--max-regression", "50"])
+                                      "--statistic", "paired", "--max-regression", "100"])
     assert slower.exit_code == 1 and "latency gate FAILED (paired" in slower.stderr, slower.output
     rows = json.loads((tmp_path / "slow" / "bench.json").read_text())["rows"]
     first = json.loads((tmp_path / "base1" / "bench.json").read_text())["rows"]
