@@ -32,11 +32,11 @@ def isa_text(record: dict) -> str:
 
 
 def write_result(name: str, result: dict, markdown: str) -> None:
-    """benchmarks/results/<name>.json and .md, and the table on stdout."""
-    import json
+    """benchmarks/results/<name>.json and .md (written atomically, strict JSON), and the table on stdout."""
     from pathlib import Path
+
+    from edgeres._io import write_json, write_text
     results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (results / f"{name}.md").write_text(markdown)
+    write_json(results / f"{name}.json", result)
+    write_text(results / f"{name}.md", markdown)
     print(markdown)

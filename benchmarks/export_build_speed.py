@@ -15,7 +15,6 @@ Writes benchmarks/results/export_build_speed[_calib<N>].{json,md}.
 import argparse
 import cProfile
 import io
-import json
 import pstats
 import shutil
 import statistics
@@ -24,10 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import make_checkpoint  # noqa: E402
 
-RESULTS = HERE / "results"
 SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests, benchmarks): compare the paired ratios"
 EXPORT_STAGES = ("_open_source", "load_checkpoint", "check_resolutions_fit", "export_resolution", "specialize",
                  "conv_bn_pairs", "fp16_range", "_graph", "export_onnx", "check_graph", "write_bytes", "verify_graph",
@@ -147,10 +145,7 @@ def main() -> None:
                            "stages": stage_times(profile, BUILD_STAGES)}
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
     name = "export_build_speed" + (f"_calib{args.calib_images}" if args.calib_images else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(name, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 
-RESULTS = HERE / "results"
 EXTRA = 5  # identity 1x1 convs of the slower build: +25.4% MACs at depth 2, measured +25% (5% each)
 THRESHOLDS = (8.0, 10.0, 12.0, 15.0, 20.0)
 # (name, statistic, normalize, recordings used as one baseline)
@@ -172,10 +171,7 @@ def main() -> None:
     result["candidates"] = evaluate(runs)
     result["spread"] = {name: changes(runs, stat, norm) for name, stat, norm, _ in CANDIDATES if "3 rec" in name}
     result["runs"] = runs
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gate_power.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "gate_power.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result("gate_power", result, markdown(result))
 
 
 if __name__ == "__main__":

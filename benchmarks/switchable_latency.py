@@ -22,10 +22,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import make_checkpoint  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests): only the paired ratios mean anything"
 GRAPHS = ("folded", "switchable", "tables")
 
@@ -213,10 +212,7 @@ def main() -> None:
     if args.profile:
         result["profile"] = profile(work / "export", manifest, args.threads, args.profile)
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "switchable_latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "switchable_latency.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result("switchable_latency", result, markdown(result))
 
 
 if __name__ == "__main__":

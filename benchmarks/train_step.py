@@ -14,7 +14,6 @@ both measured: the difference is the cost of the ensemble and distillation terms
 Writes benchmarks/results/train_step[_<arch>].{json,md}.
 """
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -22,10 +21,9 @@ from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record  # noqa: E402
+from _machine import isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import rsnet  # noqa: E402
 
-RESULTS = HERE / "results"
 SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests, benchmarks): compare the paired ratios"
 
 
@@ -122,10 +120,7 @@ def main() -> None:
     result["result"] = measure(args)
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
     name = "train_step" if args.arch == "resnet18" else f"train_step_{args.arch}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(name, result, markdown(result))
 
 
 if __name__ == "__main__":
