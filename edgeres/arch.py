@@ -118,9 +118,10 @@ _TRUSTED: contextvars.ContextVar[frozenset[str] | str | None] = contextvars.Cont
 
 
 @contextlib.contextmanager
-def trusting_arch_code(name: str = "*") -> Iterator[None]:
-    """Within the block, checkpoints whose arch is the factory `name` ("*": any factory) may import it."""
-    token = _TRUSTED.set("*" if name == "*" else frozenset({name}))
+def trusting_arch_code(*names: str) -> Iterator[None]:
+    """Within the block, checkpoints whose arch is one of the factories `names` may import it (none, or "*":
+    any factory)."""
+    token = _TRUSTED.set("*" if not names or "*" in names else frozenset(names))
     try:
         yield
     finally:

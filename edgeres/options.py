@@ -49,6 +49,17 @@ class CountOrAll(click.ParamType):
         return count
 
 
+def positive_ints(value: str, what: str) -> tuple[int, ...]:
+    """'1,8,64' -> (1, 8, 64) for a list option; anything else is a usage error (exit 2) naming `what`."""
+    try:
+        numbers = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated integers, got {value!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise click.BadParameter(f"{what} needs integers >= 1, e.g. 1,8; got {value!r}")
+    return numbers
+
+
 def _non_empty(_ctx, param, value):
     """--res "" would otherwise mean "the default" without a word: refuse it."""
     if value is not None and not str(value).strip(" ,"):

@@ -59,6 +59,9 @@ def test_factory_code_is_trusted_only_when_said_so():
     assert not arch_code_trusted(factory, "other:build")
     with trusting_arch_code("nets:build"):
         assert arch_code_trusted(factory) and not arch_code_trusted(ArchSpec("nets:other", 10))
+    with trusting_arch_code("nets:build", "nets:other"):  # several names: those, and no other
+        assert arch_code_trusted(factory) and arch_code_trusted(ArchSpec("nets:other", 10))
+        assert not arch_code_trusted(ArchSpec("nets:third", 10))
     with trusting_arch_code():
         assert arch_code_trusted(ArchSpec("nets:other", 10))
     assert not arch_code_trusted(factory)

@@ -88,14 +88,13 @@ def _trusted_factories(artifacts: list[Artifact]) -> list[str]:
     from edgeres.arch import arch_code_trusted
     from edgeres.manifests.checkpoint import read_checkpoint_info
     names = set()
-    for artifact in artifacts:
-        if artifact.backend == "torch":
-            spec = read_checkpoint_info(artifact.checkpoint).arch
-            if not arch_code_trusted(spec):
-                raise EdgeresError(f"{artifact.checkpoint} was built by your code ({spec.name}): benching it with "
-                                   "--backend torch imports that module; pass --trust-arch if you trust it")
-            if spec.kind == "factory":
-                names.add(spec.name)
+    for checkpoint in sorted({a.checkpoint for a in artifacts if a.backend == "torch"}):  # one read per checkpoint
+        spec = read_checkpoint_info(checkpoint).arch
+        if not arch_code_trusted(spec):
+            raise EdgeresError(f"{checkpoint} was built by your code ({spec.name}): benching it with "
+                               "--backend torch imports that module; pass --trust-arch if you trust it")
+        if spec.kind == "factory":
+            names.add(spec.name)
     return sorted(names)
 
 

@@ -37,7 +37,7 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """Prepare every (artifact, batch) cell, warm up, interleave timed bursts (plus the reference GEMM)."""
     from edgeres.arch import trusting_arch_code
     trusted = plan.get("trusted_archs") or []  # checked by the parent (bench._trusted_factories)
-    with trusting_arch_code(trusted[0] if len(trusted) == 1 else "*") if trusted else contextlib.nullcontext():
+    with trusting_arch_code(*trusted) if trusted else contextlib.nullcontext():
         cells, runners, memory, skipped = _prepare(plan)
     reference = gemm_cell(plan.get("gemm_size", GEMM_SIZE), plan.get("threads"))
     sides = plan.get("reference_sides") or {}

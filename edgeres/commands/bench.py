@@ -2,17 +2,8 @@
 import click
 
 from edgeres.bench.gate import GATE_STATISTICS
-from edgeres.options import FiniteFloat, out_option, res_option, trust_arch_option
+from edgeres.options import FiniteFloat, out_option, positive_ints, res_option, trust_arch_option
 
-
-def _ints(value: str, what: str) -> tuple[int, ...]:
-    try:
-        numbers = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{what} must be comma-separated integers, got {value!r}") from None
-    if not numbers or min(numbers) < 1:
-        raise click.BadParameter(f"{what} needs integers >= 1, e.g. 1,8; got {value!r}")
-    return numbers
 
 
 @click.command("bench")
@@ -67,7 +58,7 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
     recorded = [read_bench(b) for b in baselines]  # a malformed baseline fails now, not after the benchmark
     first = recorded[0] if recorded else None
     report = bench(directory, device=device, targets=targets or None,
-                   resolutions=parse_resolutions(res) if res else None, batch_sizes=_ints(batch, "--batch"),
+                   resolutions=parse_resolutions(res) if res else None, batch_sizes=positive_ints(batch, "--batch"),
                    threads=threads, min_runs=min_runs, min_time_s=min_time, warmup=warmup, backends=backends or None,
                    out=out, processes=processes, baseline=first, paired=not no_paired,
                    reference_from=first)  # the baseline's reference CNNs: comparable ratios

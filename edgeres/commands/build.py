@@ -4,7 +4,7 @@ import re
 import click
 
 from edgeres.defaults import BUILD_CALIB_IMAGES, BUILD_EVAL_IMAGES
-from edgeres.options import CountOrAll, data_option, res_option
+from edgeres.options import CountOrAll, data_option, positive_ints, res_option
 
 
 def _targets_help() -> str:
@@ -72,14 +72,7 @@ def trt_options(trt_version, profile_batches, trt_int8_mix, workspace_mib) -> di
                                      param_hint="--trt-version")
         options["trt_version"] = trt_version
     if profile_batches is not None:
-        try:
-            batches = [int(b) for b in profile_batches.split(",")]
-        except ValueError:
-            batches = []
-        if not batches or min(batches) < 1:
-            raise click.BadParameter(f"{profile_batches!r} is not a list of batches >= 1 like 1,8,64",
-                                     param_hint="--profile-batches")
-        options["profile_batches"] = batches
+        options["profile_batches"] = list(positive_ints(profile_batches, "--profile-batches"))
     return {k: v for k, v in options.items() if v is not None}
 
 
