@@ -57,7 +57,6 @@ class BuildManifest(CarriesCheckpoint):
     kind = "build"
 
 
-
 def read_build(path: str | os.PathLike) -> BuildManifest:
     """build.json (or a directory holding it), validated in one place."""
     return parse_build(read_manifest(path, "build"))
