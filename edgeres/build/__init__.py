@@ -148,11 +148,8 @@ def row_for(target: Target, graph: GraphEntry, artifact: BuildOutput, images, ct
     relative to the build directory (as they will be after the staging copy is swapped in)."""
     accuracy, note = artifact.accuracy, artifact.accuracy_note
     if accuracy is None and target.backend == "ort" and images is not None:
-        from edgeres.build.measure import accuracy_json
-        from edgeres.runtimes.ort import OrtRunner
-        # spinning off: 0.57x the time on a shared 2-core box (paired, ResNet18 INT8 at 224 px)
-        accuracy = accuracy_json(graph, OrtRunner(artifact.file, spinning=False).infer, images, ctx.export,
-                                 ctx.options.get("eval_images"), "onnxruntime-cpu")
+        from edgeres.build.measure import ort_accuracy_json
+        accuracy = ort_accuracy_json(graph, artifact.file, images, ctx.export, ctx.options.get("eval_images"))
     elif accuracy is None and note is None:
         note = "not evaluated (evaluate=False)" if images is None else "TensorRT engine: measured only on the device"
     return {"target": target.name, "resolution": graph.resolution, "file": stage.recorded(artifact.file),

@@ -30,6 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeres._io import read_json, write_json, write_text
+from edgeres.build.batching import BATCH, dynamic_batch_copy
 from edgeres.build.targets import CalibSettings, GraphEntry
 from edgeres.data import ImageSet, eval_batches, open_images
 from edgeres.defaults import feed_batch
@@ -39,9 +40,9 @@ from edgeres.manifests.export import ExportManifest
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile")
-# Images per calibration run. MinMax ranges are a min/max over all images, so any batch gives the same ranges;
-# the histogram methods merge per-run histograms, which can move their thresholds in the last digits.
-CALIB_BATCH = 32
+# Images per calibration run (build.batching). MinMax ranges are a min/max over all images, so any batch gives the
+# same ranges; the histogram methods merge per-run histograms, which can move their thresholds in the last digits.
+CALIB_BATCH = BATCH
 CACHE_FORMAT = 1
 TRT_CACHE_DEFAULT = "8.5.2"  # JetPack 5.1's TensorRT, when none is installed here (see module docstring)
 TRT_CACHE_VERSION = "8502"  # its header number
@@ -183,24 +184,6 @@ def measured_ranges(model_path: Path, images: ImageSet, graph: GraphEntry, expor
                      str(exc).splitlines()[0][:120])
     batches = calibration_batches(images, graph, export, settings.images)
     return ranges_from_batches(model_path, graph.input_name, batches, settings.method)
-
-
-def dynamic_batch_copy(model_path: Path) -> Path | None:
-    """`model_path` with its batch dimension (of input and outputs) made symbolic, shapes inferred again,
-    written beside it; None when the graph does not start with a static batch of 1."""
-    import onnx
-
-    model = onnx.load(str(model_path))
-    values = [*model.graph.input, *model.graph.output]
-    dims = [v.type.tensor_type.shape.dim for v in values]
-    if not all(d and d[0].dim_value == 1 for d in dims):
-        return None
-    for d in dims:
-        d[0].dim_param = "N"  # a oneof: clears dim_value
-    del model.graph.value_info[:]  # ORT's calibrator reads tensor types from value_info: infer them anew
-    out = model_path.with_name(f"{model_path.stem}-batched.onnx")
-    onnx.save(onnx.shape_inference.infer_shapes(model), str(out))
-    return out
 
 
 def calibration_batches(images: ImageSet, graph: GraphEntry, export: ExportManifest, n: int,

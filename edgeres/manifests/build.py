@@ -3,7 +3,7 @@
 Version 2: export{path,sha256}, checkpoint{path,sha256,arch,resolutions,metrics} (carried from export.json),
 data, classes, normalization{mean,std}, eval_crop_ratio, eval{images,subset}, artifacts[{target, resolution,
 file, sha256, bytes, backend ("ort"|"trt"), precision, macs, params, input, output, calibration{...}|null,
-accuracy{top1,top5,count,measured_with}|null}]. Bench, eval, select and the cascade read this file alone.
+accuracy{top1,top5,count,measured_with,run_as}|null}]. Bench, eval, select and the cascade read this file alone.
 """
 import os
 from dataclasses import dataclass
