@@ -15,6 +15,7 @@ Writes benchmarks/results/cascade_speed.{json,md}.
 """
 import argparse
 import contextlib
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
 from _machine import isa_text, machine_record, write_result  # noqa: E402
+
+from edgeres.defaults import CASCADE_MARGIN_SE  # noqa: E402
 
 SETTINGS = ((1, False), (2, False), (2, True))  # (intra-op threads, spinning)
 
@@ -37,11 +40,12 @@ def built(checkpoint: Path, work: Path, res: str, target: str, data: str) -> Pat
 def one_setting(build_dir: Path, args, threads: int, spinning: bool) -> dict:
     from edgeres.choose import evaluate_cascade
     report = evaluate_cascade(build_dir, data=args.data, max_drop=args.max_drop, target=args.target,
-                              limit=args.limit, threads=threads, spinning=spinning)
+                              limit=args.limit, threads=threads, spinning=spinning, margin_se=args.margin_se)
     rows = {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in report.rows}
     rows = {m: {**r, "stage_share": list(r["stage_share"])} for m, r in rows.items()}
     high, cascade = rows["highest"], rows["cascade"]
-    return {"threads": threads, "spinning": spinning, "rows": rows, "thresholds": list(report.tuning.thresholds),
+    thresholds = [None if math.isinf(t) else t for t in report.tuning.thresholds]  # strict JSON: None = never exits
+    return {"threads": threads, "spinning": spinning, "rows": rows, "thresholds": thresholds,
             "tune_split": report.tune_split, "report_split": report.report_split,
             "drop_points": round(high["top1"] - cascade["top1"], 2),
             "time_ratio_mean": round(cascade["mean_latency_ms"] / high["mean_latency_ms"], 3),
@@ -55,7 +59,7 @@ def markdown(result: dict) -> str:
              f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
              f"{m['load_average_1_5_15']}. {m['shared']}.", "",
              f"Command: `{result['command']}`. Target {result['target']} at {result['res']} px; "
-             f"max drop {result['max_drop']} points; tuned on {result['settings'][0]['tune_split']}, measured on "
+             f"max drop {result['max_drop']} points, tuning margin {result.get('margin_se', 0)} s.e.; tuned on {result['settings'][0]['tune_split']}, measured on "
              f"{result['settings'][0]['report_split']}.", "",
              "| threads | spinning | method | top-1 % | MMACs/img | ms mean | p50 | p90 | p99 | answered at % (low -> high) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -82,6 +86,7 @@ def main() -> None:
     parser.add_argument("--target", default="ort-fp32")
     parser.add_argument("--limit", type=int, default=4000, help="val images: half tune, half report")
     parser.add_argument("--max-drop", type=float, default=0.5)
+    parser.add_argument("--margin-se", type=float, default=CASCADE_MARGIN_SE, help="evaluate_cascade's tuning margin")
     parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
     parser.add_argument("--name", default="cascade_speed")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
@@ -92,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work, trust:
         result = {"machine": machine_record(None, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
-                  "max_drop": args.max_drop, "checkpoint": args.checkpoint}
+                  "max_drop": args.max_drop, "margin_se": args.margin_se, "checkpoint": args.checkpoint}
         build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target, args.data)
         result["settings"] = [one_setting(build_dir, args, t, s) for t, s in SETTINGS]
     write_result(args.name, result, markdown(result))

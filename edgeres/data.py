@@ -152,14 +152,23 @@ def stratified_indices(labels, count: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
+PIL_MODES = {1: "L", 3: "RGB"}  # channels -> PIL mode of an HWC uint8 image
+
+
 def eval_image(image: np.ndarray, res: int, crop_ratio: float) -> np.ndarray:
     """Resize the shorter side to round(res / crop_ratio) (bilinear), centre-crop res x res: HWC uint8."""
     from PIL import Image
     h, w, c = image.shape
     short = max(res, round(res / crop_ratio))
     size = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
-    pil = Image.fromarray(image[:, :, 0] if c == 1 else image)
-    resized = np.asarray(pil.resize(size, Image.BILINEAR)).reshape(size[1], size[0], c)
+    if size == (w, h):  # PIL's resize to the same size is a copy: skip the round trip (the cascade's top stage)
+        resized = image
+    elif c in PIL_MODES:  # frombuffer/tobytes: the same pixels as fromarray/asarray, 16 vs 22 us at 28 px
+        pil = Image.frombuffer(PIL_MODES[c], (w, h), np.ascontiguousarray(image), "raw", PIL_MODES[c], 0, 1)
+        resized = np.frombuffer(pil.resize(size, Image.BILINEAR).tobytes(), np.uint8).reshape(size[1], size[0], c)
+    else:
+        pil = Image.fromarray(image)
+        resized = np.asarray(pil.resize(size, Image.BILINEAR)).reshape(size[1], size[0], c)
     top, left = (size[1] - res) // 2, (size[0] - res) // 2
     return resized[top:top + res, left:left + res]
 

@@ -20,3 +20,9 @@ def feed_batch(input_shape) -> int:
 # top1_ci95); `--eval-images all` measures the whole split.
 BUILD_CALIB_IMAGES = 128
 BUILD_EVAL_IMAGES = 500
+
+# Cascade tuning: standard errors of the paired cascade-vs-highest top-1 difference that the tuning drop keeps
+# inside --max-drop (choose.thresholds.tune_thresholds). Measured over 30 / 20 seeded tune/report halves of 8000 /
+# 4000 images (benchmarks/results/cascade_margin*.md): the report-half drop exceeded 0.5 points in 43% / 50% of
+# splits without a margin, 17% / 5% at 1, 10% / 5% at 2, for 0.04 / 0.07 more of the highest stage's cost.
+CASCADE_MARGIN_SE = 2.0

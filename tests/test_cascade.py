@@ -88,6 +88,29 @@ def test_tuning_with_zero_drop_escalates_exactly_the_wrong_images():
     assert tuning.mean_cost == (3 * 10 + 3 * 110) / 6
 
 
+def test_paired_standard_error_by_hand():
+    # differences 0, 0, -1, 0: mean -0.25, sample std 0.5, s.e. 0.5 / sqrt(4) = 0.25 -> 25 points
+    assert cc.paired_se_points(np.array([1, 1, 0, 1]), np.array([1, 1, 1, 1])) == pytest.approx(25.0)
+    assert cc.paired_se_points(np.ones(5), np.ones(5)) == 0.0
+
+
+def test_a_margin_refuses_a_drop_that_only_just_fits_the_tuning_images():
+    """400 images; the low stage is wrong on 2 of them (0.5 points), and on those it is the MOST confident, so no
+    threshold escalates them alone. max_drop 0.5: without a margin every image exits low; one standard error of
+    the paired difference (0.35 points) no longer fits, so the low stage is skipped."""
+    n = 400
+    labels = np.zeros(n, int)
+    preds = np.zeros((2, n), int)
+    preds[0, :2] = 1  # the low stage's two misses
+    conf = np.vstack([np.linspace(0.5, 0.9, n)[::-1], np.ones(n)])  # the misses are its most confident images
+    plain = cc.tune_thresholds(conf, preds, labels, costs=[1, 10], max_drop=0.5)
+    assert plain.mean_cost == 1 and plain.top1 == 99.5
+    held = cc.tune_thresholds(conf, preds, labels, costs=[1, 10], max_drop=0.5, margin_se=1.0)
+    assert held.thresholds == (math.inf,) and held.mean_cost == 10 and held.top1 == 100.0
+    # a drop budget that covers the margin too (0.5 + 0.353) lets them exit low again
+    assert cc.tune_thresholds(conf, preds, labels, [1, 10], max_drop=0.86, margin_se=1.0).mean_cost == 1
+
+
 def test_tuning_spends_the_allowed_drop_and_no_more():
     conf, preds, labels = two_stage_case()
     # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
@@ -228,7 +251,7 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     saved = json.loads((tmp_path / "cascade.json").read_text())
     # strict JSON: a stage that never answers is stored as null, not Infinity
     assert saved["thresholds"] == [None if math.isinf(t) else t for t in report.tuning.thresholds]
-    assert saved["random_seed"] == 3
+    assert saved["random_seed"] == 3 and saved["tuning"]["margin_se"] == 2.0  # edgeres.defaults.CASCADE_MARGIN_SE
     tune, rep = saved["splits"]["tune"], saved["splits"]["report"]
     assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
     assert max(abs(a - b) for a, b in zip(tune["class_histogram"], rep["class_histogram"])) <= 1

@@ -26,6 +26,25 @@ def test_eval_image_resizes_by_crop_ratio_then_centre_crops():
     assert eval_image(np.zeros((30, 60, 1), np.uint8), 12, 1.0).shape == (12, 12, 1)
 
 
+def test_eval_image_equals_pils_resize_and_centre_crop():
+    """The fast paths (no resize at the source's own size; frombuffer/tobytes) give the pixels of PIL's
+    fromarray -> resize(BILINEAR) -> asarray -> centre crop."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    same_size = (((28, 28, 1), 28, 1.0), ((24, 32, 3), 24, 1.0), ((40, 40, 1), 32, 0.8))
+    resized = (((28, 28, 1), 12, 1.0), ((30, 40, 3), 16, 0.875), ((28, 28, 4), 20, 1.0))
+    for shape, res, crop in same_size + resized:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        h, w, c = shape
+        short = round(res / crop)
+        size = (short, round(h * short / w)) if w <= h else (round(w * short / h), short)
+        pil = Image.fromarray(image[:, :, 0] if c == 1 else image).resize(size, Image.BILINEAR)
+        assert (size == (w, h)) == ((shape, res, crop) in same_size)
+        ref = np.asarray(pil).reshape(size[1], size[0], c)
+        top, left = (size[1] - res) // 2, (size[0] - res) // 2
+        np.testing.assert_array_equal(eval_image(image, res, crop), ref[top:top + res, left:left + res])
+
+
 def test_eval_batches_normalise_nchw():
     val = open_images("fashion-mnist-mini", "val")
     x, y = next(eval_batches(val, 12, (0.5,), (0.25,), 1.0, batch_size=5))

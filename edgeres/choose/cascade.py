@@ -25,6 +25,7 @@ from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachabl
     cascade_macs,
     confidence_fn,
     max_softmax,
+    paired_se_points,
     pick,
     random_stages,
     softmax,
@@ -34,6 +35,7 @@ from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachabl
     top1_pct,
     tune_thresholds,
 )
+from edgeres.data import eval_image, normalize
 from edgeres.errors import EdgeresError
 
 
@@ -162,7 +164,6 @@ class CascadeRunner:
         return cls.from_manifest(saved.source, saved.thresholds, saved.confidence, saved.target, threads)
 
     def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
-        from edgeres.data import eval_image, normalize
         src = self.source
         return normalize(eval_image(image, self.stages[stage].resolution, src.crop_ratio)[None], src.mean, src.std)
 

@@ -27,6 +27,7 @@ from edgeres.choose.thresholds import (
     top1_pct,
     tune_thresholds,
 )
+from edgeres.defaults import CASCADE_MARGIN_SE as MARGIN_SE
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.choose import write_cascade
 from edgeres.runtimes.timing import timed_call
@@ -88,7 +89,7 @@ class CascadeReport:
 def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_drop: float = 0.5,
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
-                     spinning: bool = False, cost: str = "latency",
+                     spinning: bool = False, cost: str = "latency", margin_se: float = MARGIN_SE,
                      out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
@@ -97,10 +98,14 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     Every subset and half is a seeded (SPLIT_SEED), class-stratified selection (a folder dataset is ordered by
     class: first-N would tune on some classes and report on others); cascade.json records each split's class
     histogram. cost: what the thresholds minimise (COSTS); a stage left at +inf is skipped at run time.
+    margin_se: the tuning drop must stay this many standard errors inside max_drop (MARGIN_SE), so that the
+    drop holds on images the search did not see.
     Writes `out/cascade.json` when `out` is given.
     """
     if not (math.isfinite(max_drop) and max_drop >= 0):
         raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if not (math.isfinite(margin_se) and margin_se >= 0):
+        raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
     if cost not in COSTS:
         raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
     if out is not None:
@@ -118,12 +123,13 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     logits, macs = np.stack([p[0] for p in passes]), [s.macs for s in runner.stages]
     costs = [p[1] for p in passes] if cost == "latency" else macs
     conf = np.stack([runner._confidence(l) for l in logits])
-    tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop)
+    tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop, margin_se)
     runner.thresholds = tuning.thresholds
     tuned_macs = float(cascade_macs(stop_stages(conf, tuning.thresholds), macs, tuning.thresholds).mean())
     rows = _measure(runner, report_set, report_idx, seed)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits,
-                           {"cost": cost, "stage_costs": [float(c) for c in costs], "mean_macs": tuned_macs})
+                           {"cost": cost, "stage_costs": [float(c) for c in costs], "mean_macs": tuned_macs,
+                            "margin_se": margin_se})
     if out is not None:
         with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
             write_cascade(tmp / CASCADE_FILE, report.to_json(out))

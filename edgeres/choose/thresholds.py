@@ -20,8 +20,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def max_softmax(logits: np.ndarray) -> np.ndarray:
-    """N,C logits -> N confidences in (0, 1]: the top class's probability."""
-    return softmax(logits).max(axis=-1)
+    """N,C logits -> N confidences in (0, 1]: the top class's probability, 1 / sum(exp(z - max z)) (the
+    softmax's maximum without forming it: the cascade computes this once per stage per image)."""
+    z = np.asarray(logits, np.float64)
+    return 1.0 / np.exp(z - z.max(axis=-1, keepdims=True)).sum(axis=-1)
 
 
 def softmax_margin(logits: np.ndarray) -> np.ndarray:
@@ -89,9 +91,14 @@ class Tuning:
 
 
 def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, costs: Sequence[float],
-                    max_drop: float, grid: int = 100, combinations: int = 20_000) -> Tuning:
+                    max_drop: float, margin_se: float = 0.0, grid: int = 100, combinations: int = 20_000) -> Tuning:
     """Thresholds that minimise the mean cost per image while top-1 stays >= (highest-resolution top-1 -
     max_drop points); a stage left at +inf is skipped (stages_run), so the search also picks which stages run.
+
+    margin_se: the drop must hold `margin_se` standard errors inside max_drop (paired: the per-image difference
+    of hits between the cascade and the highest resolution). The search picks, among thousands of candidates,
+    one that just meets the bound on these images: its drop on other images is larger (winner's curse), by
+    about one standard error; a margin pays for that (benchmarks/cascade_margin.py measures how much).
 
     confidence, predictions: S,N per stage (low -> high resolution); labels: N; costs: S per image (MACs, or
     each stage's measured ms: on small graphs the per-call overhead, not MACs, decides the wall time).
@@ -101,12 +108,15 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     else over an evenly thinned grid, then coordinate descent on the full grid from the best point found.
     """
     conf, hits = np.asarray(confidence, np.float64), np.asarray(predictions) == np.asarray(labels)
-    floor = 100.0 * hits[-1].mean() - max_drop
+    reference = 100.0 * hits[-1].mean()
 
     def key(thresholds) -> tuple[float, float]:  # (mean cost, -top1); inf when the drop is too large
         stops = stop_stages(conf, thresholds)
-        top1 = 100.0 * pick(hits, stops).mean()
-        return (float(cascade_macs(stops, costs, thresholds).mean()) if top1 >= floor - 1e-9 else np.inf, -top1)
+        answered = pick(hits, stops)
+        top1 = 100.0 * answered.mean()
+        bound = top1 - margin_se * paired_se_points(answered, hits[-1]) if margin_se else top1
+        return (float(cascade_macs(stops, costs, thresholds).mean()) if bound >= reference - max_drop - 1e-9
+                else np.inf, -top1)
 
     cands = [_candidates(c, grid) for c in conf[:-1]]
     per_stage = max(2, int(combinations ** (1.0 / max(1, len(cands)))))
@@ -114,7 +124,14 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     best = min(itertools.product(*coarse), key=key)  # all-inf (= highest alone) is among them and feasible
     best = _coordinate_descent(tuple(best), cands, key)
     cost, neg_top1 = key(best)
-    return Tuning(tuple(float(t) for t in best), -neg_top1, floor + max_drop, cost)
+    return Tuning(tuple(float(t) for t in best), -neg_top1, reference, cost)
+
+
+def paired_se_points(hits: np.ndarray, reference_hits: np.ndarray) -> float:
+    """Standard error (points of top-1) of the mean per-image difference of two hit vectors on the same images;
+    0 where they never differ (the all-highest cascade)."""
+    diff = np.asarray(hits, np.float64) - np.asarray(reference_hits, np.float64)
+    return 100.0 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
 
 
 def _candidates(conf: np.ndarray, grid: int) -> np.ndarray:

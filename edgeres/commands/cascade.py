@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from edgeres.defaults import CASCADE_MARGIN_SE
 from edgeres.options import FiniteFloat, data_option
 
 
@@ -11,6 +12,9 @@ from edgeres.options import FiniteFloat, data_option
 @data_option()
 @click.option("--max-drop", type=FiniteFloat(min=0), default=0.5, show_default=True,
               help="Allowed top-1 loss in points vs the highest resolution alone, on the tuning images.")
+@click.option("--margin-se", type=FiniteFloat(min=0), default=CASCADE_MARGIN_SE, show_default=True,
+              help="Keep the tuning drop this many standard errors (paired, per image) inside --max-drop, so it holds "
+                   "on new images.")
 @click.option("--confidence", type=click.Choice(["max-softmax", "margin"]), default="max-softmax",
               show_default=True, help="Escalate when this is below the stage's threshold (margin = top1 - top2 prob).")
 @click.option("--target", default=None, help="Build target whose graphs to run (default: ort-fp32, or the only "
@@ -27,11 +31,12 @@ from edgeres.options import FiniteFloat, data_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
-def command(source, data, max_drop, confidence, target, tune_on, seed, limit, cost, threads, out) -> None:
+def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, threads, out) -> None:
     """Run the lowest resolution first and escalate only unconfident images.
 
     Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
-    points of the highest resolution on the tuning images at the least --cost, then measures on other images, side by side:
+    points of the highest resolution on the tuning images (--margin-se standard errors inside it) at the least
+    --cost, then measures on other images, side by side:
     the highest resolution alone, a random resolution per image (the RS-Nets thesis baseline) and the
     cascade: top-1, mean MACs per image (a cascade image pays every stage it ran) and mean wall time per
     image (batch 1; resize, crop and normalise of every stage an image reaches included, decoding not).
@@ -48,7 +53,8 @@ def command(source, data, max_drop, confidence, target, tune_on, seed, limit, co
     path = Path(source)
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
-                              tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost, out=out)
+                              tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost,
+                              margin_se=margin_se, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
