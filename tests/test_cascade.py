@@ -263,6 +263,39 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert reloaded.thresholds == report.tuning.thresholds
 
 
+def test_fit_threads_keeps_one_thread_only_where_it_measured_faster(export_dir, monkeypatch):
+    """A fake clock: one thread is faster at 12 px only (pool wake-ups on a small graph), slower above it."""
+    from edgeres.choose import compare
+    from edgeres.data import open_images
+    speed = {(12, 1): 0.1, (12, 2): 0.3, (20, 1): 0.5, (20, 2): 0.4, (28, 1): 0.9, (28, 2): 0.6}
+    last = {}
+
+    def scorer(self):
+        def score(x):
+            last["key"] = (self.resolution, self.threads)
+            return np.zeros((1, 10), np.float32)
+        return score
+    monkeypatch.setattr(cc.Stage, "scorer", scorer)
+    monkeypatch.setattr(compare, "timed_call", lambda fn: (fn(), speed[last["key"]]))
+    runner = cc.CascadeRunner(cc.load_source(export_dir, threads=2), [math.inf] * 2)
+    compare._fit_threads(runner, open_images("fashion-mnist-mini", "val"), np.arange(12))
+    assert [st.threads for st in runner.stages] == [1, 2, 2]
+
+
+def test_stage_threads_are_recorded_and_reloaded(export_dir, tmp_path):
+    evaluate_cascade(export_dir, max_drop=1.0, limit=40, threads=2, out=tmp_path / "fit")
+    saved = json.loads((tmp_path / "fit" / "cascade.json").read_text())
+    fitted = [st["threads"] for st in saved["stages"]]
+    assert set(fitted) <= {1, 2}
+    reloaded = cc.CascadeRunner.from_cascade_json(tmp_path / "fit" / "cascade.json")
+    assert [st.threads for st in reloaded.stages] == fitted
+    assert [st.threads for st in cc.CascadeRunner.from_cascade_json(tmp_path / "fit" / "cascade.json", 3).stages] \
+        == [3, 3, 3]  # an explicit count overrides them all
+    evaluate_cascade(export_dir, max_drop=1.0, limit=40, threads=2, fit_threads=False, out=tmp_path / "fixed")
+    fixed = json.loads((tmp_path / "fixed" / "cascade.json").read_text())
+    assert [st["threads"] for st in fixed["stages"]] == [2, 2, 2]
+
+
 # ---------------------------------------------------------------- CLI
 
 def rgb_folder(root):

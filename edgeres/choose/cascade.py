@@ -65,6 +65,11 @@ class Stage:
         """Multiply-accumulates per image, from the manifest."""
         return int(self.artifact.macs)
 
+    def use_threads(self, threads: int | None) -> None:
+        """Run with `threads` intra-op threads from the next call on (a new session when it changes)."""
+        if threads != self.threads:
+            self.threads, self._runner = threads, None
+
     def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._runner is None:
             from edgeres.runtimes import open_runner
@@ -158,10 +163,15 @@ class CascadeRunner:
 
     @classmethod
     def from_cascade_json(cls, path: str | os.PathLike, threads: int | None = None) -> "CascadeRunner":
-        """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json."""
+        """Rebuild the tuned runner that `edgeres cascade` wrote to cascade.json, each stage with the threads it
+        was measured with (`threads` sets them all instead)."""
         from edgeres.manifests.choose import read_cascade
         saved = read_cascade(path)
-        return cls.from_manifest(saved.source, saved.thresholds, saved.confidence, saved.target, threads)
+        runner = cls.from_manifest(saved.source, saved.thresholds, saved.confidence, saved.target, threads)
+        if threads is None and len(saved.stage_threads) == len(runner.stages):
+            for stage, stage_threads in zip(runner.stages, saved.stage_threads):
+                stage.use_threads(stage_threads)
+        return runner
 
     def preprocess(self, image: np.ndarray, stage: int) -> np.ndarray:
         src = self.source

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgeres._io import check_out_dir, relative_to, staged_dir
-from edgeres.choose.cascade import CascadeRunner, Source, load_source
+from edgeres.choose.cascade import CascadeRunner, Source, Stage, load_source
 from edgeres.choose.splits import (
     SPLIT_SEED,
     split_json,
@@ -77,7 +77,8 @@ class CascadeReport:
         src = self.source
         where = (lambda p: relative_to(p, base)) if base is not None else str
         return {"source": {"path": where(src.path), "target": src.target},
-                "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs} for s in src.stages],
+                "stages": [{"resolution": s.resolution, "file": where(s.path), "macs": s.macs, "threads": s.threads}
+                           for s in src.stages],
                 "confidence": self.confidence, "max_drop": self.max_drop, "thresholds": [None if math.isinf(t) else t for t in self.tuning.thresholds],
                 "tuning": {"split": self.tune_split, "top1": self.tuning.top1,
                            "reference_top1": self.tuning.reference_top1, "mean_cost": self.tuning.mean_cost,
@@ -90,7 +91,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
                      spinning: bool = False, cost: str = "latency", margin_se: float = MARGIN_SE,
-                     out: str | os.PathLike | None = None) -> CascadeReport:
+                     fit_threads: bool = True, out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
     tune_on="val-half": tune on one stratified half of the val images, report on the other;
@@ -99,7 +100,9 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     class: first-N would tune on some classes and report on others); cascade.json records each split's class
     histogram. cost: what the thresholds minimise (COSTS); a stage left at +inf is skipped at run time.
     margin_se: the tuning drop must stay this many standard errors inside max_drop (MARGIN_SE), so that the
-    drop holds on images the search did not see.
+    drop holds on images the search did not see. fit_threads: a stage that runs faster on one intra-op thread
+    than on `threads` (measured on tuning images: waking a pool costs small graphs more than it saves) runs on
+    one, the baselines' stages too; cascade.json records each stage's threads.
     Writes `out/cascade.json` when `out` is given.
     """
     if not (math.isfinite(max_drop) and max_drop >= 0):
@@ -119,6 +122,8 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     if report_set.info.channels != len(src.mean):
         raise EdgeresError(f"{report_set.info.name} has {report_set.info.channels}-channel images, the graphs take "
                            f"{len(src.mean)}: pass the --data the model was trained on")
+    if fit_threads and threads != 1:
+        _fit_threads(runner, tune_set, tune_idx)
     passes = [_stage_pass(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))]
     logits, macs = np.stack([p[0] for p in passes]), [s.macs for s in runner.stages]
     costs = [p[1] for p in passes] if cost == "latency" else macs
@@ -167,6 +172,28 @@ def _stage_pass(runner: CascadeRunner, stage: int, images, indices: np.ndarray) 
         logits.append(out)
         ms.append(took)
     return np.concatenate(logits), float(np.median(ms))
+
+
+FIT_IMAGES = 200  # tuning images timed per stage and thread count by _fit_threads
+
+
+def _fit_threads(runner: CascadeRunner, images, indices: np.ndarray) -> None:
+    """Each stage on the faster of its threads and one thread: median ms of one preprocessed call over
+    FIT_IMAGES tuning images, the two settings alternating image by image."""
+    sample = [images.image(int(i)) for i in indices[:FIT_IMAGES]]
+    for s, stage in enumerate(runner.stages):
+        if getattr(stage.artifact, "backend", "ort") != "ort":
+            continue  # threads are ONNX Runtime's (a TensorRT engine runs on the device)
+        given, alone = stage, Stage(stage.artifact, 1, stage.spinning)
+        times: dict[int, list[float]] = {0: [], 1: []}
+        for image in sample[:5]:  # first runs allocate and pick kernels
+            given.scorer()(runner.preprocess(image, s)), alone.scorer()(runner.preprocess(image, s))
+        for image in sample:
+            for k, st in ((0, given), (1, alone)):
+                times[k].append(timed_call(lambda: st.scorer()(runner.preprocess(image, s)))[1])  # noqa: B023
+        if np.median(times[1]) < np.median(times[0]):
+            stage.use_threads(1)
+            stage._runner = alone._runner  # the session just measured
 
 
 def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:

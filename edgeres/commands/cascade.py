@@ -29,9 +29,12 @@ from edgeres.options import FiniteFloat, data_option
               help="What the thresholds minimise: each stage's ms with preprocessing, measured here on the tuning "
                    "images, or its MACs. A stage that should never answer is skipped.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--fit-threads/--no-fit-threads", default=True, show_default=True,
+              help="Run a stage on one thread where that measured faster than --threads on the tuning images.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
-def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, threads, out) -> None:
+def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, threads, fit_threads,
+            out) -> None:
     """Run the lowest resolution first and escalate only unconfident images.
 
     Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
@@ -54,7 +57,7 @@ def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
                               tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost,
-                              margin_se=margin_se, out=out)
+                              margin_se=margin_se, fit_threads=fit_threads, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
@@ -68,7 +71,8 @@ def _print(report) -> None:
     high = report.row("highest")
     resolutions = "/".join(str(s.resolution) for s in report.source.stages)
     thresholds = ", ".join(f"{t:.3f}" for t in report.tuning.thresholds)
-    table = Table(title=f"cascade {resolutions} px, {report.confidence} >= {thresholds} exits; tuned on "
+    threads = "/".join("default" if s.threads is None else str(s.threads) for s in report.source.stages)
+    table = Table(title=f"cascade {resolutions} px (ORT threads {threads}), {report.confidence} >= {thresholds} exits; tuned on "
                         f"{report.tune_split}, measured on {report.report_split} (ms per image, batch 1, "
                         "preprocessing of every stage run included)")
     for column in ("method", "top-1 %", "Δ pts", "MMACs/img", "MACs %", "ms mean", "ms p50", "ms p90", "ms p99",

@@ -1,6 +1,6 @@
 """cascade.json and select.json: the run-time choices, written and read here with their kind and version.
 
-cascade.json (version 1): source{path,target}, stages[{resolution,file,macs}], confidence, max_drop,
+cascade.json (version 1): source{path,target}, stages[{resolution,file,macs,threads?}], confidence, max_drop,
 thresholds[float|null] (null = that stage never answers), tuning{...}, report_split, random_seed, rows[...].
 select.json (version 1): statistic, budgets, chosen, front, candidates, without_accuracy.
 """
@@ -35,6 +35,7 @@ class CascadeManifest:
     report_split: str
     rows: tuple[dict[str, Any], ...]  # method, top1 (%), mean_latency_ms, mean_macs, ... measured on report_split
     raw: dict[str, Any]
+    stage_threads: tuple[int | None, ...] = ()  # ORT intra-op threads each stage was measured with (None: default)
 
 
 def read_cascade(path: str | os.PathLike) -> CascadeManifest:
@@ -49,14 +50,16 @@ def read_cascade(path: str | os.PathLike) -> CascadeManifest:
         raise EdgeresError(f"{where}: source target must be a name or null: regenerate cascade.json")
     thresholds = tuple(None if t is None else check_number(t, f"{where}: threshold", 0.0, 1.0)
                        for t in require(data, "thresholds", list, where))
-    stages = tuple(integer(s, "resolution", f"{where} stage", 1) for s in rows(data, "stages", where))
+    stage_rows = rows(data, "stages", where)
+    stages = tuple(integer(s, "resolution", f"{where} stage", 1) for s in stage_rows)
+    stage_threads = tuple(integer(s, "threads", f"{where} stage", 1, optional=True) for s in stage_rows)
     if len(thresholds) != len(stages) - 1:
         raise EdgeresError(f"{where}: {len(stages)} stages need {len(stages) - 1} thresholds, not {len(thresholds)}: "
                            "regenerate cascade.json")
     number(data, "max_drop", where, 0.0)
     measured = tuple(_row(r, f"{where} row") for r in rows(data, "rows", where))
     return CascadeManifest(Path(where), resolved, target, text(data, "confidence", where), thresholds, stages,
-                           text(data, "report_split", where), measured, data)
+                           text(data, "report_split", where), measured, data, stage_threads)
 
 
 def _row(row: dict[str, Any], where: str) -> dict[str, Any]:
