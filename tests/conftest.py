@@ -8,6 +8,8 @@ torch = pytest.importorskip("torch")
 from edgeres.models import ArchSpec, build_rsnet  # noqa: E402
 
 TINY_RES = (28, 20, 12)
+# bench options for the tests' real but short measurements (no speed targets)
+FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
 # Tiny models on a shared 2-core box: extra intra-op threads only add contention (2 s vs 35 s seen under load).
 torch.set_num_threads(1)
 
@@ -48,3 +50,12 @@ def block_modules(monkeypatch):
         for name in names:
             monkeypatch.setitem(sys.modules, name, None)
     return block
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Two export dirs of the same tiny CNN, one per test module: depth 2, and depth 12 (about 5x the MACs: a
+    robust slowdown)."""
+    from edgeres.runtimes.tiny import tiny_export
+    base = tmp_path_factory.mktemp("tiny")
+    return tiny_export(base / "fast", depth=2), tiny_export(base / "slow", depth=12)

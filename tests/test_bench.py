@@ -12,16 +12,8 @@ from edgeres.bench import bench
 from edgeres.cli import cli
 from edgeres.errors import EdgeresError
 from edgeres.manifests._base import read_manifest, write_manifest
-from edgeres.runtimes.tiny import tiny_export, tiny_macs
-
-FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Two export dirs of the same tiny CNN: depth 2, and depth 12 (about 5x the MACs: a robust slowdown)."""
-    base = tmp_path_factory.mktemp("tiny")
-    return tiny_export(base / "fast", depth=2), tiny_export(base / "slow", depth=12)
+from edgeres.runtimes.tiny import tiny_macs
+from tests.conftest import FAST
 
 
 def test_bench_report_has_stats_ratios_machine_and_reference(tiny):

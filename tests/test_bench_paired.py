@@ -2,21 +2,12 @@
 over several baseline recordings. Short real measurements on tiny graphs; no speed targets."""
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from edgeres.bench import bench
 from edgeres.cli import cli
 from edgeres.runtimes.timing import reference_side
-from edgeres.runtimes.tiny import tiny_export
-
-FAST = ["--min-time", "0.15", "--min-runs", "10", "--warmup", "3"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tiny-paired")
-    return tiny_export(base / "fast", depth=2), tiny_export(base / "slow", depth=12)
+from tests.conftest import FAST
 
 
 def test_rows_carry_their_reference_side_and_one_ratio_per_burst(tiny):

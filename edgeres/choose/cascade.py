@@ -38,7 +38,6 @@ from edgeres.choose.thresholds import (  # noqa: F401 - the maths stays reachabl
 from edgeres.data import eval_image, normalize
 from edgeres.errors import EdgeresError
 
-
 # ---------------------------------------------------------------- stages from a manifest
 
 @dataclass
@@ -65,10 +64,12 @@ class Stage:
         """Multiply-accumulates per image, from the manifest."""
         return int(self.artifact.macs)
 
-    def use_threads(self, threads: int | None) -> None:
-        """Run with `threads` intra-op threads from the next call on (a new session when it changes)."""
+    def use_threads(self, threads: int | None, opened: "Stage | None" = None) -> None:
+        """Run with `threads` intra-op threads from the next call on: a new session when it changes, or the one
+        `opened` (a stage of the same artifact already run with those threads) holds."""
         if threads != self.threads:
-            self.threads, self._runner = threads, None
+            same = opened is not None and opened.artifact is self.artifact and opened.threads == threads
+            self.threads, self._runner = threads, opened._runner if same else None
 
     def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._runner is None:

@@ -192,8 +192,7 @@ def _fit_threads(runner: CascadeRunner, images, indices: np.ndarray) -> None:
             for k, st in ((0, given), (1, alone)):
                 times[k].append(timed_call(lambda: st.scorer()(runner.preprocess(image, s)))[1])  # noqa: B023
         if np.median(times[1]) < np.median(times[0]):
-            stage.use_threads(1)
-            stage._runner = alone._runner  # the session just measured
+            stage.use_threads(1, opened=alone)  # keeps the session just measured
 
 
 def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:

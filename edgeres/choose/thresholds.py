@@ -97,8 +97,8 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
 
     margin_se: the drop must hold `margin_se` standard errors inside max_drop (paired: the per-image difference
     of hits between the cascade and the highest resolution). The search picks, among thousands of candidates,
-    one that just meets the bound on these images: its drop on other images is larger (winner's curse), by
-    about one standard error; a margin pays for that (benchmarks/cascade_margin.py measures how much).
+    one that just meets the bound on these images, so its drop on other images tends to be larger (winner's
+    curse), and those images carry their own noise; a margin pays for both (benchmarks/cascade_margin.py).
 
     confidence, predictions: S,N per stage (low -> high resolution); labels: N; costs: S per image (MACs, or
     each stage's measured ms: on small graphs the per-call overhead, not MACs, decides the wall time).
