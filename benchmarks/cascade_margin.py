@@ -51,19 +51,13 @@ def cached_stage_outputs(args):
     return out
 
 
-def one_split(logits, labels, costs, max_drop: float, seed: int, margin: float) -> dict:
+def one_split(conf, preds, labels, costs, max_drop: float, seed: int, margin: float) -> dict:
+    """Tune on one seeded stratified half at `margin`; the drop and cost ratio on the other half.
+    conf, preds: S,N max-softmax confidences and predictions of every stage."""
     from edgeres.choose.splits import stratified_halves, stratified_order
-    from edgeres.choose.thresholds import (
-        cascade_macs,
-        max_softmax,
-        pick,
-        stop_stages,
-        tune_thresholds,
-    )
+    from edgeres.choose.thresholds import cascade_macs, pick, stop_stages, tune_thresholds
     order = stratified_order(labels, seed)
     tune, report = stratified_halves(labels, order)
-    conf = np.stack([max_softmax(stage) for stage in logits])
-    preds = logits.argmax(-1)
     tuning = tune_thresholds(conf[:, tune], preds[:, tune], labels[tune], costs, max_drop, margin_se=margin)
     stops = stop_stages(conf[:, report], tuning.thresholds)
     hits = preds[:, report] == labels[report]
@@ -121,7 +115,9 @@ def main() -> None:
     args = parser.parse_args()
     logits, ms, labels, macs, res = cached_stage_outputs(args)
     costs = ms if args.cost == "latency" else np.asarray(macs, np.float64)
-    rows = [one_split(logits, labels, costs, args.max_drop, 1000 + k, margin)
+    from edgeres.choose.thresholds import max_softmax
+    conf, preds = np.stack([max_softmax(stage) for stage in logits]), logits.argmax(-1)
+    rows = [one_split(conf, preds, labels, costs, args.max_drop, 1000 + k, margin)
             for k in range(args.splits) for margin in MARGINS]
     result = {"machine": machine_record(None, args.machine_note), "command": " ".join(["python", *sys.argv]),
               "threads": args.threads, "cost": args.cost, "resolutions": res, "stage_ms": [round(float(v), 4) for v in ms],

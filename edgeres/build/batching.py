@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from edgeres.defaults import feed_batch
+
 log = logging.getLogger(__name__)
 
 BATCH = 32  # images per run of a dynamic-batch copy (calibration and build's evaluation)
@@ -48,7 +50,7 @@ def batched_scorer(model_path: Path, input_shape, tmp: Path,
     open_scorer(path) -> a function N,C,H,W float32 -> N,classes logits (e.g. an OrtRunner's infer)."""
     graph = open_scorer(model_path)
     if not input_shape or input_shape[0] != 1:
-        return graph, _own_batch(input_shape), "the graph itself"
+        return graph, feed_batch(input_shape), "the graph itself"
     try:
         copy_path = dynamic_batch_copy(model_path, tmp / f"{model_path.stem}-batched.onnx")
         copy = open_scorer(copy_path) if copy_path is not None else None
@@ -58,11 +60,6 @@ def batched_scorer(model_path: Path, input_shape, tmp: Path,
         log.info("running %s one image at a time: its batched copy failed (%s)", model_path.name,
                  str(exc).splitlines()[0][:120])
     return graph, 1, "the graph itself, one image per run"
-
-
-def _own_batch(input_shape) -> int:
-    from edgeres.defaults import feed_batch
-    return feed_batch(input_shape)
 
 
 def _same_logits(graph, copy, input_shape) -> bool:

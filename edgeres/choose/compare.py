@@ -182,7 +182,7 @@ def _fit_threads(runner: CascadeRunner, images, indices: np.ndarray) -> None:
     FIT_IMAGES tuning images, the two settings alternating image by image."""
     sample = [images.image(int(i)) for i in indices[:FIT_IMAGES]]
     for s, stage in enumerate(runner.stages):
-        if getattr(stage.artifact, "backend", "ort") != "ort":
+        if stage.artifact.backend != "ort":
             continue  # threads are ONNX Runtime's (a TensorRT engine runs on the device)
         given, alone = stage, Stage(stage.artifact, 1, stage.spinning)
         times: dict[int, list[float]] = {0: [], 1: []}

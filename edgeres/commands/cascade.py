@@ -72,9 +72,9 @@ def _print(report) -> None:
     resolutions = "/".join(str(s.resolution) for s in report.source.stages)
     thresholds = ", ".join(f"{t:.3f}" for t in report.tuning.thresholds)
     threads = "/".join("default" if s.threads is None else str(s.threads) for s in report.source.stages)
-    table = Table(title=f"cascade {resolutions} px (ORT threads {threads}), {report.confidence} >= {thresholds} exits; tuned on "
-                        f"{report.tune_split}, measured on {report.report_split} (ms per image, batch 1, "
-                        "preprocessing of every stage run included)")
+    table = Table(title=f"cascade {resolutions} px (ORT threads {threads}), {report.confidence} >= {thresholds} "
+                        f"exits; tuned on {report.tune_split}, measured on {report.report_split} (ms per image, "
+                        "batch 1, preprocessing of every stage run included)")
     for column in ("method", "top-1 %", "Δ pts", "MMACs/img", "MACs %", "ms mean", "ms p50", "ms p90", "ms p99",
                    "answered at % "):
         table.add_column(column, justify="right")
