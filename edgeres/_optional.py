@@ -2,7 +2,7 @@
 import importlib
 from types import ModuleType
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, reraise_interrupt
 
 # module -> the install command that provides it
 _PROVIDERS = {
@@ -21,6 +21,7 @@ def require(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        reraise_interrupt(exc)
         root = module.split(".")[0]
         hint = _PROVIDERS.get(root, f"pip install {root}")
         raise EdgeresError(f"{purpose} needs {root}, which is not importable ({exc}): {hint}") from None
@@ -33,6 +34,8 @@ def torch(purpose: str = "this command") -> ModuleType:
 def available(module: str) -> bool:
     try:
         importlib.import_module(module)
-    except ImportError:
+    except ImportError as exc:
+        reraise_interrupt(exc)
         return False
     return True
+

@@ -12,7 +12,7 @@ import sys
 import click
 
 from edgeres import __version__
-from edgeres.errors import EdgeresError, Interrupted, one_line
+from edgeres.errors import EdgeresError, Interrupted, interrupt_behind, one_line
 
 # command name -> module under edgeres.commands (each defines `command`)
 COMMANDS = {
@@ -37,10 +37,19 @@ class EdgeresGroup(click.Group):
             click.echo(f"edgeres: error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _terminate: temporaries are gone by now
-            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            click.echo(f"edgeres: interrupted by {signal.Signals(signum).name}: outputs are as they were before "
-                       "this run (re-run the command to finish)", err=True)
-            ctx.exit(128 + signum)  # the shell's convention for "ended by signal N"
+            _exit_interrupted(ctx, exc)
+        except Exception as exc:
+            interrupt = interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            _exit_interrupted(ctx, interrupt)
+
+
+def _exit_interrupted(ctx: click.Context, exc: KeyboardInterrupt) -> None:
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    click.echo(f"edgeres: interrupted by {signal.Signals(signum).name}: outputs are as they were before "
+               "this run (re-run the command to finish)", err=True)
+    ctx.exit(128 + signum)  # the shell's convention for "ended by signal N"
 
 
 def _load_config(ctx: click.Context, _param, path):

@@ -25,6 +25,26 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def interrupt_behind(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The interrupt an exception was raised from, if any: a signal that lands while a C extension
+    initialises (e.g. `import onnxruntime`) comes back as ImportError("initialization failed") from it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the interrupt behind `exc`, if any, before handling `exc` as a missing or broken module: a
+    signal during an import is the user stopping the run."""
+    interrupt = interrupt_behind(exc)
+    if interrupt is not None:
+        raise interrupt
+
+
 def one_line(message: str) -> str:
     """The message as one line. An error raised in a DataLoader worker comes back wrapped by torch as
     "Caught X in DataLoader worker process 0.\\nOriginal Traceback ...\\nmodule.X: <message>": keep <message>."""

@@ -32,6 +32,7 @@ from click.testing import CliRunner
 
 from edgeres import _optional
 from edgeres.cli import cli
+from edgeres.errors import Interrupted
 
 from .conftest import randomize_bn
 
@@ -532,6 +533,25 @@ def test_interrupted_run_leaves_everything_as_it_was(stage, sig, ws, tmp_path):
     assert _leftovers(tmp_path, out.name) == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_an_extension_import_is_an_interrupt_not_a_traceback(sig, tmp_path, capfd, monkeypatch):
+    # what a signal that lands while `import onnxruntime` initialises its C module looks like (seen in CI)
+    def importing_ort(*_args, **_kwargs):
+        interrupt = Interrupted(sig) if sig == signal.SIGTERM else KeyboardInterrupt()
+        raise ImportError("initialization failed") from interrupt
+    monkeypatch.setattr("edgeres.export.export", importing_ort)
+    code, stderr = invoke(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")], capfd)
+    check_promise(code, stderr, 128 + sig, f"interrupted by {signal.Signals(sig).name}", {}, {})
+
+
+def test_an_import_error_without_an_interrupt_keeps_its_traceback(tmp_path, capfd, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise ImportError("initialization failed")
+    monkeypatch.setattr("edgeres.export.export", broken)
+    code, stderr = invoke(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")], capfd)
+    assert code == 1 and "Traceback" in stderr and "ImportError: initialization failed" in stderr
+
+
 @pytest.mark.parametrize("stage", ["export", "build"])
 def test_killed_run_keeps_the_old_output_and_the_next_run_clears_its_temporaries(stage, ws, tmp_path, capfd):
     argv, ready, out = INTERRUPTS[stage](ws, tmp_path)
@@ -569,3 +589,13 @@ def test_moved_build_and_cascade_work_from_their_new_place(ws, tmp_path, capfd):
     assert all(Path(s.path).is_relative_to(moved.resolve()) for s in runner.stages)
     from edgeres.data import open_images
     assert runner(open_images("fashion-mnist-mini", "val").image(0)).resolution in RES
+
+
+@pytest.mark.parametrize("probe", ["require", "available"])
+def test_an_interrupted_optional_import_stays_an_interrupt(probe, monkeypatch):
+    # not "pip install torch": the package is there, the user stopped the run while it loaded
+    def interrupted_import(_name):
+        raise ImportError("initialization failed") from Interrupted(signal.SIGTERM)
+    monkeypatch.setattr(_optional.importlib, "import_module", interrupted_import)
+    with pytest.raises(Interrupted):
+        _optional.require("torch", "training") if probe == "require" else _optional.available("torch")

@@ -15,7 +15,7 @@ from torch import nn
 
 from edgeres._optional import require
 from edgeres.arch import ARCHITECTURES, ArchSpec
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, reraise_interrupt
 from edgeres.models.switchable_bn import (
     SwitchableBatchNorm2d,
     convert_to_switchable,
@@ -101,6 +101,7 @@ def resolve_factory(name: str) -> Callable[..., Any]:
         with _cwd_on_path():
             obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
+        reraise_interrupt(exc)
         raise EdgeresError(f"--arch {name}: cannot import {module_name} ({exc}): run from its directory or put "
                            "it on PYTHONPATH") from None
     for part in attr.split("."):
