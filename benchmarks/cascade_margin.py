@@ -27,14 +27,14 @@ MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0)
 def stage_outputs(build_dir: Path, data: str, limit: int | None, threads: int, target: str | None):
     """(S,N,classes logits, S median ms, N labels, S MACs) over the first `limit` images in stratified order."""
     from edgeres.choose.cascade import CascadeRunner, load_source
-    from edgeres.choose.compare import _stage_pass
+    from edgeres.choose.compare import stage_pass
     from edgeres.choose.splits import SPLIT_SEED, stratified_order
     from edgeres.data import open_images
     src = load_source(build_dir, target, threads)
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1))
     images = open_images(data, "val")
     chosen = np.sort(stratified_order(images.labels, SPLIT_SEED)[:limit])
-    passes = [_stage_pass(runner, s, images, chosen) for s in range(len(src.stages))]
+    passes = [stage_pass(runner, s, images, chosen) for s in range(len(src.stages))]
     return (np.stack([p[0] for p in passes]), np.array([p[1] for p in passes]), images.labels[chosen],
             [st.macs for st in src.stages], [st.resolution for st in src.stages])
 

@@ -4,7 +4,8 @@ Not a test: the measurement of issue 15, part 2. Exports an RS-Net checkpoint at
 runs `edgeres.choose.evaluate_cascade` (thresholds tuned on one stratified half of the val images, every
 number measured on the other half) for each ORT setting (intra-op threads x spinning). Every timed call
 starts from the decoded image and pays the resize/crop/normalise of each stage it runs; the three methods
-alternate image by image, so drift on a shared CPU hits them alike. Goal: cascade mean wall time per image
+take turns of --block consecutive images (evaluate_cascade's default; benchmarks/cascade_blocks.py
+measures the order's effect), so drift on a shared CPU hits them alike. Goal: cascade mean wall time per image
 <= 0.6x highest-only at a top-1 drop <= 0.5 points on the report half.
 
     # the converged benchmark's RS-Net (seed 0) on its own test images (the first 8000 of Fashion-MNIST's test file)
@@ -24,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
 from _machine import isa_text, machine_record, write_result  # noqa: E402
 
-from edgeres.defaults import CASCADE_MARGIN_SE  # noqa: E402
+from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE  # noqa: E402
 
 # (intra-op threads, spinning, fit_threads: a stage measured faster on one thread runs on one)
 SETTINGS = ((1, False, False), (2, False, False), (2, False, True), (2, True, True))
@@ -42,7 +43,7 @@ def one_setting(build_dir: Path, args, threads: int, spinning: bool, fit: bool) 
     from edgeres.choose import evaluate_cascade
     report = evaluate_cascade(build_dir, data=args.data, max_drop=args.max_drop, target=args.target,
                               limit=args.limit, threads=threads, spinning=spinning, margin_se=args.margin_se,
-                              fit_threads=fit)
+                              fit_threads=fit, block=args.block)
     rows = {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in report.rows}
     rows = {m: {**r, "stage_share": list(r["stage_share"])} for m, r in rows.items()}
     high, cascade = rows["highest"], rows["cascade"]
@@ -67,8 +68,9 @@ def markdown(result: dict) -> str:
              f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
              f"{m['load_average_1_5_15']}. {m['shared']}.", "",
              f"Command: `{result['command']}`. Target {result['target']} at {result['res']} px; "
-             f"max drop {result['max_drop']} points, tuning margin {result.get('margin_se', 0)} s.e.; tuned on {result['settings'][0]['tune_split']}, measured on "
-             f"{result['settings'][0]['report_split']}.", "",
+             f"max drop {result['max_drop']} points, tuning margin {result.get('margin_se', 0)} s.e.; tuned on "
+             f"{result['settings'][0]['tune_split']}, measured on {result['settings'][0]['report_split']}; the "
+             f"methods timed in turns of {result.get('block', 1)} images.", "",
              "| threads (per stage, low -> high) | spinning | method | top-1 % | MMACs/img | ms mean | p50 | p90 | p99 | "
              "answered at % (low -> high) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["settings"]:
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4000, help="val images: half tune, half report")
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--margin-se", type=float, default=CASCADE_MARGIN_SE, help="evaluate_cascade's tuning margin")
+    parser.add_argument("--block", type=int, default=CASCADE_BLOCK, help="evaluate_cascade's timing turns (images)")
     parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
     parser.add_argument("--name", default="cascade_speed")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
@@ -105,7 +108,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work, trust:
         result = {"machine": machine_record(None, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
-                  "max_drop": args.max_drop, "margin_se": args.margin_se, "checkpoint": args.checkpoint}
+                  "max_drop": args.max_drop, "margin_se": args.margin_se, "block": args.block,
+                  "checkpoint": args.checkpoint}
         build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target, args.data)
         result["settings"] = [one_setting(build_dir, args, t, s, fit) for t, s, fit in SETTINGS]
     write_result(args.name, result, markdown(result))

@@ -26,3 +26,9 @@ BUILD_EVAL_IMAGES = 500
 # 4000 images (benchmarks/results/cascade_margin*.md): the report-half drop exceeded 0.5 points in 43% / 50% of
 # splits without a margin, 17% / 5% at 1, 10% / 5% at 2, for 0.04 / 0.07 more of the highest stage's cost.
 CASCADE_MARGIN_SE = 2.0
+# Images each method of `edgeres cascade`'s comparison runs back to back before the next method's turn. A
+# deployment runs one method image after image; alternating every image (1) starts every call with the other
+# methods' graphs in the caches. On the converged RS-Net CNN the cascade/highest ratio fell from 0.545 at 1 to
+# 0.467 at 25 and stayed there to 100 (benchmarks/results/cascade_blocks.md); a turn of 25 images x 3 methods
+# lasts ~20 ms, far shorter than a shared CPU's drift, so the methods still see the same machine.
+CASCADE_BLOCK = 25

@@ -263,6 +263,22 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert reloaded.thresholds == report.tuning.thresholds
 
 
+def test_methods_take_turns_of_block_images_with_the_first_rotating():
+    from edgeres.choose.compare import turns
+    schedule = [(list(positions), order) for positions, order in turns(5, 2, ["h", "r", "c"])]
+    assert schedule == [([0, 1], ["h", "r", "c"]), ([2, 3], ["r", "c", "h"]), ([4], ["c", "h", "r"])]
+    assert [list(p) for p, _ in turns(3, 1, ["h", "r", "c"])] == [[0], [1], [2]]  # 1: alternate every image
+    assert [list(p) for p, _ in turns(3, 25, ["h", "r", "c"])] == [[0, 1, 2]]
+
+
+def test_the_timing_order_changes_no_prediction(export_dir, tmp_path):
+    alternating = evaluate_cascade(export_dir, max_drop=1.0, limit=40, block=1)
+    in_turns = evaluate_cascade(export_dir, max_drop=1.0, limit=40, block=7, out=tmp_path)
+    for a, b in zip(alternating.rows, in_turns.rows):
+        assert (a.method, a.top1, a.mean_macs, a.stage_share) == (b.method, b.top1, b.mean_macs, b.stage_share)
+    assert json.loads((tmp_path / "cascade.json").read_text())["timing"]["block"] == 7
+
+
 def test_fit_threads_keeps_one_thread_only_where_it_measured_faster(export_dir, monkeypatch):
     """A fake clock: one thread is faster at 12 px only (pool wake-ups on a small graph), slower above it."""
     from edgeres.choose import compare

@@ -27,6 +27,7 @@ from edgeres.choose.thresholds import (
     top1_pct,
     tune_thresholds,
 )
+from edgeres.defaults import CASCADE_BLOCK as BLOCK
 from edgeres.defaults import CASCADE_MARGIN_SE as MARGIN_SE
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.choose import write_cascade
@@ -68,6 +69,7 @@ class CascadeReport:
     rows: tuple[MethodRow, ...]
     splits: dict = field(default_factory=dict)  # seed and, per split, its images and class histogram
     costs: dict = field(default_factory=dict)  # what the tuning minimised: cost name, per-stage costs, mean MACs
+    block: int = BLOCK  # images each method ran back to back per turn in the timed comparison
 
     def row(self, method: str) -> MethodRow:
         return next(r for r in self.rows if r.method == method)
@@ -84,6 +86,8 @@ class CascadeReport:
                            "reference_top1": self.tuning.reference_top1, "mean_cost": self.tuning.mean_cost,
                            **self.costs},
                 "report_split": self.report_split, "random_seed": self.seed, "splits": self.splits,
+                "timing": {"block": self.block, "order": "methods take turns of `block` consecutive report images, "
+                                                         "the first method rotating turn by turn"},
                 "rows": [{**r.__dict__, "stage_share": list(r.stage_share)} for r in self.rows]}
 
 
@@ -91,7 +95,8 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
                      spinning: bool = False, cost: str = "latency", margin_se: float = MARGIN_SE,
-                     fit_threads: bool = True, out: str | os.PathLike | None = None) -> CascadeReport:
+                     fit_threads: bool = True, block: int = BLOCK,
+                     out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
     tune_on="val-half": tune on one stratified half of the val images, report on the other;
@@ -102,20 +107,23 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     margin_se: the tuning drop must stay this many standard errors inside max_drop (MARGIN_SE), so that the
     drop holds on images the search did not see. fit_threads: a stage that runs faster on one intra-op thread
     than on `threads` (measured on tuning images: waking a pool costs small graphs more than it saves) runs on
-    one, the baselines' stages too; cascade.json records each stage's threads.
+    one, the baselines' stages too; cascade.json records each stage's threads. block: the timed methods take
+    turns of this many consecutive report images (BLOCK; 1 alternates image by image).
     Writes `out/cascade.json` when `out` is given.
     """
     if not (math.isfinite(max_drop) and max_drop >= 0):
         raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
     if not (math.isfinite(margin_se) and margin_se >= 0):
         raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
+    if not (isinstance(block, int) and block >= 1):
+        raise EdgeresUsageError(f"--block must be a whole number of images >= 1, got {block!r}")
     if cost not in COSTS:
         raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
     if out is not None:
         check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads, spinning)
     runner = CascadeRunner(src, [np.inf] * (len(src.stages) - 1), confidence)  # thresholds set after tuning
-    (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = _splits(
+    (tune_set, tune_idx, tune_name), (report_set, report_idx, report_name) = tune_and_report_images(
         data or runner.source.data, tune_on, limit)
     splits = {"seed": SPLIT_SEED, "method": "seeded shuffle within each class, classes interleaved by rank",
               "tune": split_json(tune_name, tune_set, tune_idx), "report": split_json(report_name, report_set, report_idx)}
@@ -124,24 +132,24 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
                            f"{len(src.mean)}: pass the --data the model was trained on")
     if fit_threads and threads != 1:
         _fit_threads(runner, tune_set, tune_idx)
-    passes = [_stage_pass(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))]
+    passes = [stage_pass(runner, s, tune_set, tune_idx) for s in range(len(runner.stages))]
     logits, macs = np.stack([p[0] for p in passes]), [s.macs for s in runner.stages]
     costs = [p[1] for p in passes] if cost == "latency" else macs
     conf = np.stack([runner._confidence(l) for l in logits])
     tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop, margin_se)
     runner.thresholds = tuning.thresholds
     tuned_macs = float(cascade_macs(stop_stages(conf, tuning.thresholds), macs, tuning.thresholds).mean())
-    rows = _measure(runner, report_set, report_idx, seed)
+    rows = time_methods(runner, report_set, report_idx, seed, block)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits,
                            {"cost": cost, "stage_costs": [float(c) for c in costs], "mean_macs": tuned_macs,
-                            "margin_se": margin_se})
+                            "margin_se": margin_se}, block)
     if out is not None:
         with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
             write_cascade(tmp / CASCADE_FILE, report.to_json(out))
     return report
 
 
-def _splits(data: str, tune_on: str, limit: int | None):
+def tune_and_report_images(data: str, tune_on: str, limit: int | None):
     """((tune images, indices, description), (report images, indices, description)), disjoint by design."""
     from edgeres.data import open_images
     if tune_on not in TUNE_SPLITS:
@@ -162,7 +170,7 @@ def _splits(data: str, tune_on: str, limit: int | None):
             (val, np.sort(chosen), f"val stratified {n}"))
 
 
-def _stage_pass(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> tuple[np.ndarray, float]:
+def stage_pass(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -> tuple[np.ndarray, float]:
     """N,classes logits of one stage, one image at a time (exported graphs have a static batch of 1), and the
     median ms of one call with its preprocessing (decoding excluded): the stage's cost for cost="latency"."""
     logits, ms = [], []
@@ -195,8 +203,10 @@ def _fit_threads(runner: CascadeRunner, images, indices: np.ndarray) -> None:
             stage.use_threads(1, opened=alone)  # keeps the session just measured
 
 
-def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> tuple[MethodRow, ...]:
-    """Time the three methods image by image, rotating their order so drift on a busy CPU hits all alike.
+def time_methods(runner: CascadeRunner, images, indices: np.ndarray, seed: int, block: int) -> tuple[MethodRow, ...]:
+    """Time the three methods on the same images: in turns of `block` consecutive images each, rotating which
+    method goes first, so drift on a busy CPU hits all alike while each runs as a deployment runs it, image
+    after image with its own graphs in the caches.
 
     Each timed call starts from the decoded image and preprocesses (resize, crop, normalise) for every stage
     it runs, as an application would: an escalated image pays one preprocessing per stage it reached."""
@@ -206,13 +216,19 @@ def _measure(runner: CascadeRunner, images, indices: np.ndarray, seed: int) -> t
                "cascade": lambda image, k: runner(image)}
     _warm_up(runner, images.image(int(indices[0])))
     results: dict[str, list] = {m: [] for m in methods}
-    for k, i in enumerate(indices):
-        image = images.image(int(i))  # decoding is the same for every method: not timed
-        names = list(methods)
-        for name in names[k % 3:] + names[:k % 3]:
-            results[name].append(timed_call(lambda: methods[name](image, k)))
+    for positions, order in turns(len(indices), block, list(methods)):
+        chunk = [(k, images.image(int(indices[k]))) for k in positions]  # decoding is alike for all: not timed
+        for name in order:
+            results[name] += [timed_call(lambda: methods[name](image, k)) for k, image in chunk]  # noqa: B023
     labels = images.labels[indices]
     return tuple(_row(name, res, labels, len(runner.stages)) for name, res in results.items())
+
+
+def turns(n: int, block: int, names: list[str]) -> list[tuple[range, list[str]]]:
+    """The timing schedule: (image positions, method order) per turn of `block` consecutive images; the method
+    that goes first rotates turn by turn."""
+    return [(range(start, min(start + block, n)), names[t % len(names):] + names[:t % len(names)])
+            for t, start in enumerate(range(0, n, block))]
 
 
 def _warm_up(runner: CascadeRunner, image: np.ndarray, runs: int = 5) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edgeres.defaults import CASCADE_MARGIN_SE
+from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE
 from edgeres.options import FiniteFloat, data_option
 
 
@@ -31,10 +31,13 @@ from edgeres.options import FiniteFloat, data_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--fit-threads/--no-fit-threads", default=True, show_default=True,
               help="Run a stage on one thread where that measured faster than --threads on the tuning images.")
+@click.option("--block", type=click.IntRange(min=1), default=CASCADE_BLOCK, show_default=True,
+              help="Timed comparison: each method runs this many consecutive images per turn (1: alternate every "
+                   "image, each call then finds the other methods' graphs in the caches).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
 def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, threads, fit_threads,
-            out) -> None:
+            block, out) -> None:
     """Run the lowest resolution first and escalate only unconfident images.
 
     Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
@@ -57,7 +60,7 @@ def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
                               tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost,
-                              margin_se=margin_se, fit_threads=fit_threads, out=out)
+                              margin_se=margin_se, fit_threads=fit_threads, block=block, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
@@ -74,7 +77,8 @@ def _print(report) -> None:
     threads = "/".join("default" if s.threads is None else str(s.threads) for s in report.source.stages)
     table = Table(title=f"cascade {resolutions} px (ORT threads {threads}), {report.confidence} >= {thresholds} "
                         f"exits; tuned on {report.tune_split}, measured on {report.report_split} (ms per image, "
-                        "batch 1, preprocessing of every stage run included)")
+                        f"batch 1, preprocessing of every stage run included, methods in turns of {report.block} "
+                        "images)")
     for column in ("method", "top-1 %", "Δ pts", "MMACs/img", "MACs %", "ms mean", "ms p50", "ms p90", "ms p99",
                    "answered at % "):
         table.add_column(column, justify="right")
