@@ -7,11 +7,15 @@ which no deployment does; with long turns drift on a shared CPU could favour one
 cascade (`evaluate_cascade`, default block), then re-times its three methods on the report half at each
 block, the sweep run forwards and then backwards so drift during it shows as a difference between the passes.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/cascade_blocks.py /tmp/cascade-build --data DIR --threads 1
+    PYTHONPATH=. .venv/bin/python benchmarks/cascade_blocks.py /tmp/conv/full/RS-Net-lr0.3-seed0 \
+        --data /tmp/conv/fashion-mnist-test8000 --trust-arch fmnist_cnn:build --threads 1
+
+(the checkpoint exported and built as benchmarks/cascade_speed.py does).
 
 Writes benchmarks/results/cascade_blocks.{json,md}.
 """
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
 from _machine import isa_text, machine_record, write_result  # noqa: E402
+from cascade_speed import built  # noqa: E402
 
 BLOCKS = (1, 2, 5, 10, 25, 50, 100)
 
@@ -27,9 +32,10 @@ def tuned_runner(args, work: Path):
     """The cascade `edgeres cascade` would write, reloaded, and its report images."""
     from edgeres.choose.cascade import CascadeRunner
     from edgeres.choose.compare import evaluate_cascade, tune_and_report_images
-    report = evaluate_cascade(args.build, data=args.data, target=args.target, limit=args.limit,
-                              threads=args.threads, fit_threads=args.fit_threads, out=work)
-    runner = CascadeRunner.from_cascade_json(work / "cascade.json")
+    build_dir = built(Path(args.checkpoint), work, args.res, args.target, args.data)
+    report = evaluate_cascade(build_dir, data=args.data, target=args.target, limit=args.limit,
+                              threads=args.threads, fit_threads=args.fit_threads, out=work / "cascade")
+    runner = CascadeRunner.from_cascade_json(work / "cascade" / "cascade.json")
     _, (images, indices, name) = tune_and_report_images(args.data, "val-half", args.limit)
     assert name == report.report_split, (name, report.report_split)
     return report, runner, images, indices
@@ -66,16 +72,20 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("build", help="a build directory (cascade_speed.py's, or any `edgeres build` output)")
+    parser.add_argument("checkpoint")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--target", default=None)
+    parser.add_argument("--res", default="28,24,20,16,12")
+    parser.add_argument("--target", default="ort-fp32")
+    parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
     parser.add_argument("--limit", type=int, default=8000, help="val images: half tune, half report")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fit-threads", action="store_true")
     parser.add_argument("--name", default="cascade_blocks")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
+    from edgeres.arch import trusting_arch_code
+    trust = trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as work, trust:
         report, runner, images, indices = tuned_runner(args, Path(work))
         result = {"machine": machine_record(args.threads, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "report_split": report.report_split,

@@ -111,6 +111,46 @@ def test_a_margin_refuses_a_drop_that_only_just_fits_the_tuning_images():
     assert cc.tune_thresholds(conf, preds, labels, [1, 10], max_drop=0.86, margin_se=1.0).mean_cost == 1
 
 
+def test_switching_cost_by_hand():
+    from edgeres.choose.thresholds import switching_cost
+    # stages 0 and 2 run (1 never answers): two images stop at 0, two escalate to 2
+    stops, thresholds, extra = np.array([0, 0, 2, 2]), [0.5, math.inf], [3.0, 100.0, 7.0]
+    # the escalated images pay stage 2's switch (7) and, for the image after them, stage 0's (3): (2*7 + 2*3) / 4
+    assert switching_cost(stops, thresholds, extra) == pytest.approx(5.0)
+    assert switching_cost(np.array([0, 0]), [0.5, math.inf], extra) == 0.0  # nothing escalates: no switch
+    assert switching_cost(np.array([2, 2]), [math.inf, math.inf], extra) == 0.0  # the highest alone
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_switching_cost_equals_walking_the_calls_in_order(seed):
+    """Images in a ring (the last one precedes the first): a call pays its stage's switch cost exactly when the
+    call before it ran another stage."""
+    from edgeres.choose.thresholds import stages_run, switching_cost
+    rng = np.random.default_rng(seed)
+    thresholds = [t if rng.random() < 0.7 else math.inf for t in rng.random(3)]
+    active = np.flatnonzero(stages_run(thresholds, 4))
+    stops = rng.choice(active, size=50)
+    extra = rng.random(4)
+    calls = [s for stop in stops for s in active[active <= stop]]
+    walked = sum(extra[s] for prev, s in zip(calls[-1:] + calls[:-1], calls) if prev != s)
+    assert switching_cost(stops, thresholds, extra) == pytest.approx(walked / len(stops), rel=1e-12)
+
+
+def test_switch_costs_can_make_the_highest_stage_alone_cheapest():
+    """Ten images: the low stage (0.10 ms) is right and sure on 8, wrong and unsure on 2; the high (0.15 ms) is
+    right on all. Without switching costs escalating the 2 costs 0.13 ms per image; with 0.06 ms per switch it
+    costs 0.13 + 0.2 * 0.06 (escalations) + 0.2 * 0.06 (the next image's low stage) = 0.154, more than 0.15."""
+    labels = np.zeros(10, int)
+    preds = np.array([[0] * 8 + [1] * 2, [0] * 10])
+    conf = np.array([[0.9] * 8 + [0.4] * 2, [1.0] * 10])
+    plain = cc.tune_thresholds(conf, preds, labels, costs=[0.10, 0.15], max_drop=0.0)
+    assert plain.thresholds == (0.9,) and plain.mean_cost == pytest.approx(0.13)
+    switching = cc.tune_thresholds(conf, preds, labels, costs=[0.10, 0.15], max_drop=0.0, switch_costs=[0.06, 0.06])
+    assert switching.thresholds == (math.inf,) and switching.mean_cost == pytest.approx(0.15)
+    cheap = cc.tune_thresholds(conf, preds, labels, costs=[0.10, 0.15], max_drop=0.0, switch_costs=[0.04, 0.04])
+    assert cheap.thresholds == (0.9,) and cheap.mean_cost == pytest.approx(0.13 + 0.4 * 0.04)
+
+
 def test_tuning_spends_the_allowed_drop_and_no_more():
     conf, preds, labels = two_stage_case()
     # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
@@ -252,6 +292,8 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     # strict JSON: a stage that never answers is stored as null, not Infinity
     assert saved["thresholds"] == [None if math.isinf(t) else t for t in report.tuning.thresholds]
     assert saved["random_seed"] == 3 and saved["tuning"]["margin_se"] == 2.0  # edgeres.defaults.CASCADE_MARGIN_SE
+    switch = saved["tuning"]["switch_costs"]  # cost="latency": measured per stage, never negative
+    assert len(switch) == 3 and all(c >= 0 for c in switch)
     tune, rep = saved["splits"]["tune"], saved["splits"]["report"]
     assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
     assert max(abs(a - b) for a, b in zip(tune["class_histogram"], rep["class_histogram"])) <= 1
@@ -261,6 +303,14 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert again.row("random").stage_share == report.row("random").stage_share
     reloaded = cc.CascadeRunner.from_cascade_json(tmp_path / "cascade.json")
     assert reloaded.thresholds == report.tuning.thresholds
+
+
+def test_macs_cost_tunes_on_the_manifests_macs_without_switching_costs(export_dir, tmp_path):
+    report = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", out=tmp_path)
+    saved = json.loads((tmp_path / "cascade.json").read_text())["tuning"]
+    assert saved["cost"] == "macs" and saved["switch_costs"] is None
+    assert saved["stage_costs"] == [tiny_macs(r) for r in RES]
+    assert report.tuning.mean_cost == pytest.approx(saved["mean_macs"], rel=1e-12)  # the same accounting
 
 
 def test_methods_take_turns_of_block_images_with_the_first_rotating():

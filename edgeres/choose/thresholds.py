@@ -90,8 +90,24 @@ class Tuning:
     mean_cost: float  # per image, in the unit of the costs it was tuned on (MACs, or measured ms)
 
 
+def switching_cost(stops: np.ndarray, thresholds: Sequence[float], switch_costs: Sequence[float]) -> float:
+    """Mean extra cost per image of calls that follow another stage's call (its graph, not this one's, in the
+    caches), for images run one after another: every stage an image runs after its first follows another
+    stage, and an image's first stage follows another one when the image before it escalated.
+
+    switch_costs: S, what one call of each stage costs more after another stage's call than after its own."""
+    active = stages_run(thresholds, len(switch_costs))
+    extra = np.asarray(switch_costs, np.float64) * active
+    first = int(active.argmax())
+    stops = np.asarray(stops)
+    after_first = np.cumsum(extra)[stops] - extra[first]  # every stage run but the first
+    escalated = np.cumsum(active)[stops] >= 2
+    return float(after_first.mean() + escalated.mean() * extra[first])
+
+
 def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, costs: Sequence[float],
-                    max_drop: float, margin_se: float = 0.0, grid: int = 100, combinations: int = 20_000) -> Tuning:
+                    max_drop: float, margin_se: float = 0.0, grid: int = 100, combinations: int = 20_000,
+                    switch_costs: Sequence[float] | None = None) -> Tuning:
     """Thresholds that minimise the mean cost per image while top-1 stays >= (highest-resolution top-1 -
     max_drop points); a stage left at +inf is skipped (stages_run), so the search also picks which stages run.
 
@@ -102,6 +118,7 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
 
     confidence, predictions: S,N per stage (low -> high resolution); labels: N; costs: S per image (MACs, or
     each stage's measured ms: on small graphs the per-call overhead, not MACs, decides the wall time).
+    switch_costs: S, added per call that follows another stage's call (switching_cost); measured ms, or None.
     Candidates per stage: +inf (never exit) and up to `grid` confidence quantiles. Accuracy is not monotone
     in a threshold, so a one-step greedy stalls (it was up to 5x off the optimum on random cases); instead:
     exhaustive search over every combination when there are at most `combinations` (S <= 3 at grid 100),
@@ -115,8 +132,10 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
         answered = pick(hits, stops)
         top1 = 100.0 * answered.mean()
         bound = top1 - margin_se * paired_se_points(answered, hits[-1]) if margin_se else top1
-        return (float(cascade_macs(stops, costs, thresholds).mean()) if bound >= reference - max_drop - 1e-9
-                else np.inf, -top1)
+        if bound < reference - max_drop - 1e-9:
+            return np.inf, -top1
+        cost = float(cascade_macs(stops, costs, thresholds).mean())
+        return cost + (switching_cost(stops, thresholds, switch_costs) if switch_costs is not None else 0.0), -top1
 
     cands = [_candidates(c, grid) for c in conf[:-1]]
     per_stage = max(2, int(combinations ** (1.0 / max(1, len(cands)))))
