@@ -26,9 +26,15 @@ BUILD_EVAL_IMAGES = 500
 # 4000 images (benchmarks/results/cascade_margin*.md): the report-half drop exceeded 0.5 points in 43% / 50% of
 # splits without a margin, 17% / 5% at 1, 10% / 5% at 2, for 0.04 / 0.07 more of the highest stage's cost.
 CASCADE_MARGIN_SE = 2.0
+# Latency tuning: candidates costing at most this fraction more than the cheapest count as equally cheap and the
+# most accurate is taken (stage ms move 5-7% between runs of the same build). At margin 2 over 30 seeded splits
+# of 8000 images the report drop exceeded 0.5 points in 3% of splits at 0.025, 0.05 and 0.1 (10% at 0), for a
+# cost ratio of 0.496 instead of 0.483 (benchmarks/results/cascade_margin_tolerance.md). MACs are exact: 0.
+CASCADE_COST_TOLERANCE = 0.05
 # Images each method of `edgeres cascade`'s comparison runs back to back before the next method's turn. A
 # deployment runs one method image after image; alternating every image (1) starts every call with the other
-# methods' graphs in the caches. On the converged RS-Net CNN the cascade/highest ratio fell from 0.545 at 1 to
-# 0.467 at 25 and stayed there to 100 (benchmarks/results/cascade_blocks.md); a turn of 25 images x 3 methods
-# lasts ~20 ms, far shorter than a shared CPU's drift, so the methods still see the same machine.
+# methods' graphs in the caches. On the converged RS-Net CNN the cascade/highest ratio fell from 0.55 at 1 to
+# 0.48 at 25 and stayed there to 100 (benchmarks/results/cascade_blocks.md, both passes; p50s 0.53 -> 0.45);
+# a turn of 25 images x 3 methods lasts ~20 ms, far shorter than a shared CPU's drift, so the methods still see
+# the same machine.
 CASCADE_BLOCK = 25

@@ -151,6 +151,21 @@ def test_switch_costs_can_make_the_highest_stage_alone_cheapest():
     assert cheap.thresholds == (0.9,) and cheap.mean_cost == pytest.approx(0.13 + 0.4 * 0.04)
 
 
+def test_a_cost_tolerance_takes_the_most_accurate_of_the_nearly_cheapest():
+    """Ten images; the low stage (cost 1) is wrong only on its least confident image, the high one (cost 3)
+    right on all. Everything low costs 1.0 at 90%; escalating that image costs 1.3 at 100%."""
+    labels = np.zeros(10, int)
+    preds = np.array([[1] + [0] * 9, [0] * 10])
+    conf = np.array([[0.3] + [0.9] * 9, [1.0] * 10])
+    tune = lambda tolerance: cc.tune_thresholds(conf, preds, labels, [1.0, 3.0], max_drop=100.0,  # noqa: E731
+                                                cost_tolerance=tolerance)
+    assert (tune(0.0).mean_cost, tune(0.0).top1) == (1.0, 90.0)
+    assert (tune(0.25).mean_cost, tune(0.25).top1) == (1.0, 90.0)  # 1.3 is 30% more: not within 25%
+    assert tune(0.35).mean_cost == pytest.approx(1.3) and tune(0.35).top1 == 100.0
+    assert tune(0.35).thresholds == (0.9,)
+    assert tune(10.0).top1 == 100.0 and tune(10.0).mean_cost == pytest.approx(1.3)  # the cheapest of the most accurate
+
+
 def test_tuning_spends_the_allowed_drop_and_no_more():
     conf, preds, labels = two_stage_case()
     # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
@@ -294,6 +309,7 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     assert saved["random_seed"] == 3 and saved["tuning"]["margin_se"] == 2.0  # edgeres.defaults.CASCADE_MARGIN_SE
     switch = saved["tuning"]["switch_costs"]  # cost="latency": measured per stage, never negative
     assert len(switch) == 3 and all(c >= 0 for c in switch)
+    assert saved["tuning"]["cost_tolerance"] == 0.05  # edgeres.defaults.CASCADE_COST_TOLERANCE, for latency
     tune, rep = saved["splits"]["tune"], saved["splits"]["report"]
     assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
     assert max(abs(a - b) for a, b in zip(tune["class_histogram"], rep["class_histogram"])) <= 1
@@ -308,7 +324,7 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
 def test_macs_cost_tunes_on_the_manifests_macs_without_switching_costs(export_dir, tmp_path):
     report = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", out=tmp_path)
     saved = json.loads((tmp_path / "cascade.json").read_text())["tuning"]
-    assert saved["cost"] == "macs" and saved["switch_costs"] is None
+    assert saved["cost"] == "macs" and saved["switch_costs"] is None and saved["cost_tolerance"] == 0.0
     assert saved["stage_costs"] == [tiny_macs(r) for r in RES]
     assert report.tuning.mean_cost == pytest.approx(saved["mean_macs"], rel=1e-12)  # the same accounting
 

@@ -375,6 +375,8 @@ CASES = [
     Case("cascade-max-drop-inf", "cascade {ws}/bld --max-drop inf --out {case}/c", 2, "not a finite number"),
     Case("cascade-max-drop-negative", "cascade {ws}/bld --max-drop -1 --out {case}/c", 2, USAGE),
     Case("cascade-margin-negative", "cascade {ws}/bld --margin-se -1 --out {case}/c", 2, USAGE),
+    Case("cascade-cost-tolerance-negative", "cascade {ws}/bld --cost-tolerance -0.1 --out {case}/c", 2, USAGE),
+    Case("cascade-cost-tolerance-nan", "cascade {ws}/bld --cost-tolerance nan --out {case}/c", 2, "not a finite number"),
     Case("cascade-block-zero", "cascade {ws}/bld --block 0 --out {case}/c", 2, USAGE),
     Case("cascade-margin-nan", "cascade {ws}/bld --margin-se nan --out {case}/c", 2, "not a finite number"),
     Case("cascade-out-user-dir", "cascade {ws}/bld --target ort-fp32 --out {ws}/notes", 1, "holds no cascade.json"),

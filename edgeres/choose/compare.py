@@ -1,8 +1,9 @@
 """Tune a cascade's thresholds on one split and measure it against the highest resolution on another.
 
 `evaluate_cascade` is what `edgeres cascade` runs: thresholds tuned for --max-drop points on the tuning
-split, then highest-only, a random resolution per image and the cascade timed image by image on the report
-split (edgeres.choose.cascade has the runner, edgeres.choose.thresholds the maths).
+split, then highest-only, a random resolution per image and the cascade timed in turns of `block` images on
+the report split (edgeres.choose.cascade has the runner, edgeres.choose.thresholds the maths). Its steps are
+public for benchmarks: tune_and_report_images, stage_pass, switch_costs, time_methods.
 """
 import math
 import os
@@ -28,6 +29,7 @@ from edgeres.choose.thresholds import (
     tune_thresholds,
 )
 from edgeres.defaults import CASCADE_BLOCK as BLOCK
+from edgeres.defaults import CASCADE_COST_TOLERANCE as COST_TOLERANCE
 from edgeres.defaults import CASCADE_MARGIN_SE as MARGIN_SE
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.choose import write_cascade
@@ -95,7 +97,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
                      confidence: str = "max-softmax", target: str | None = None, tune_on: str = "val-half",
                      seed: int = 0, limit: int | None = None, threads: int | None = None,
                      spinning: bool = False, cost: str = "latency", margin_se: float = MARGIN_SE,
-                     fit_threads: bool = True, block: int = BLOCK,
+                     fit_threads: bool = True, block: int = BLOCK, cost_tolerance: float | None = None,
                      out: str | os.PathLike | None = None) -> CascadeReport:
     """Tune thresholds for `max_drop` points, then compare highest-only, random and cascade.
 
@@ -105,7 +107,9 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     class: first-N would tune on some classes and report on others); cascade.json records each split's class
     histogram. cost: what the thresholds minimise (COSTS); a stage left at +inf is skipped at run time.
     margin_se: the tuning drop must stay this many standard errors inside max_drop (MARGIN_SE), so that the
-    drop holds on images the search did not see. fit_threads: a stage that runs faster on one intra-op thread
+    drop holds on images the search did not see. cost_tolerance: candidates within this fraction of the
+    cheapest count as equally cheap and the most accurate is taken (None: COST_TOLERANCE for latency, whose
+    measured ms move between runs; 0 for MACs). fit_threads: a stage that runs faster on one intra-op thread
     than on `threads` (measured on tuning images: waking a pool costs small graphs more than it saves) runs on
     one, the baselines' stages too; cascade.json records each stage's threads. block: the timed methods take
     turns of this many consecutive report images (BLOCK; 1 alternates image by image).
@@ -117,6 +121,10 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
         raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
     if not (isinstance(block, int) and block >= 1):
         raise EdgeresUsageError(f"--block must be a whole number of images >= 1, got {block!r}")
+    if cost_tolerance is None:
+        cost_tolerance = COST_TOLERANCE if cost == "latency" else 0.0
+    if not (math.isfinite(cost_tolerance) and cost_tolerance >= 0):
+        raise EdgeresUsageError(f"--cost-tolerance must be a finite fraction >= 0, got {cost_tolerance}")
     if cost not in COSTS:
         raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
     if out is not None:
@@ -140,13 +148,13 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
         switch = switch_costs(runner, tune_set, tune_idx, costs)
     conf = np.stack([runner._confidence(l) for l in logits])
     tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop, margin_se,
-                             switch_costs=switch)
+                             switch_costs=switch, cost_tolerance=cost_tolerance)
     runner.thresholds = tuning.thresholds
     tuned_macs = float(cascade_macs(stop_stages(conf, tuning.thresholds), macs, tuning.thresholds).mean())
     rows = time_methods(runner, report_set, report_idx, seed, block)
     report = CascadeReport(runner.source, confidence, max_drop, tuning, tune_name, report_name, seed, rows, splits,
                            {"cost": cost, "stage_costs": [float(c) for c in costs], "mean_macs": tuned_macs,
-                            "margin_se": margin_se, "switch_costs": switch}, block)
+                            "margin_se": margin_se, "switch_costs": switch, "cost_tolerance": cost_tolerance}, block)
     if out is not None:
         with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
             write_cascade(tmp / CASCADE_FILE, report.to_json(out))

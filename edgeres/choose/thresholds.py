@@ -107,7 +107,7 @@ def switching_cost(stops: np.ndarray, thresholds: Sequence[float], switch_costs:
 
 def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.ndarray, costs: Sequence[float],
                     max_drop: float, margin_se: float = 0.0, grid: int = 100, combinations: int = 20_000,
-                    switch_costs: Sequence[float] | None = None) -> Tuning:
+                    switch_costs: Sequence[float] | None = None, cost_tolerance: float = 0.0) -> Tuning:
     """Thresholds that minimise the mean cost per image while top-1 stays >= (highest-resolution top-1 -
     max_drop points); a stage left at +inf is skipped (stages_run), so the search also picks which stages run.
 
@@ -119,6 +119,9 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     confidence, predictions: S,N per stage (low -> high resolution); labels: N; costs: S per image (MACs, or
     each stage's measured ms: on small graphs the per-call overhead, not MACs, decides the wall time).
     switch_costs: S, added per call that follows another stage's call (switching_cost); measured ms, or None.
+    cost_tolerance: candidates costing at most this fraction more than the cheapest count as equally cheap, and
+    the most accurate of them (on these images) is taken: measured ms move several percent between runs, so
+    a cheaper-by-less choice is a coin flip that may cost accuracy for nothing.
     Candidates per stage: +inf (never exit) and up to `grid` confidence quantiles. Accuracy is not monotone
     in a threshold, so a one-step greedy stalls (it was up to 5x off the optimum on random cases); instead:
     exhaustive search over every combination when there are at most `combinations` (S <= 3 at grid 100),
@@ -127,7 +130,14 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     conf, hits = np.asarray(confidence, np.float64), np.asarray(predictions) == np.asarray(labels)
     reference = 100.0 * hits[-1].mean()
 
+    seen: dict[tuple, tuple[float, float]] = {}
+
     def key(thresholds) -> tuple[float, float]:  # (mean cost, -top1); inf when the drop is too large
+        if thresholds not in seen:
+            seen[thresholds] = evaluate(thresholds)
+        return seen[thresholds]
+
+    def evaluate(thresholds) -> tuple[float, float]:
         stops = stop_stages(conf, thresholds)
         answered = pick(hits, stops)
         top1 = 100.0 * answered.mean()
@@ -142,6 +152,9 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     coarse = [c[np.unique(np.linspace(0, len(c) - 1, min(per_stage, len(c))).round().astype(int))] for c in cands]
     best = min(itertools.product(*coarse), key=key)  # all-inf (= highest alone) is among them and feasible
     best = _coordinate_descent(tuple(best), cands, key)
+    if cost_tolerance > 0:
+        within = key(best)[0] * (1 + cost_tolerance)
+        best = min((t for t, k in seen.items() if k[0] <= within), key=lambda t: (seen[t][1], seen[t][0]))
     cost, neg_top1 = key(best)
     return Tuning(tuple(float(t) for t in best), -neg_top1, reference, cost)
 

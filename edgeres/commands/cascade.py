@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE
+from edgeres.defaults import CASCADE_BLOCK, CASCADE_COST_TOLERANCE, CASCADE_MARGIN_SE
 from edgeres.options import FiniteFloat, data_option
 
 
@@ -28,6 +28,9 @@ from edgeres.options import FiniteFloat, data_option
 @click.option("--cost", type=click.Choice(["latency", "macs"]), default="latency", show_default=True,
               help="What the thresholds minimise: each stage's ms with preprocessing, measured here on the tuning "
                    "images, or its MACs. A stage that should never answer is skipped.")
+@click.option("--cost-tolerance", type=FiniteFloat(min=0), default=None,
+              help="Candidates within this fraction of the cheapest cost count as equally cheap; the most accurate "
+                   f"is taken (default {CASCADE_COST_TOLERANCE} for latency, whose ms move between runs; 0 for MACs).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--fit-threads/--no-fit-threads", default=True, show_default=True,
               help="Run a stage on one thread where that measured faster than --threads on the tuning images.")
@@ -36,8 +39,8 @@ from edgeres.options import FiniteFloat, data_option
                    "image, each call then finds the other methods' graphs in the caches).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where cascade.json goes (default: BUILD_OR_EXPORT_DIR/cascade).")
-def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, threads, fit_threads,
-            block, out) -> None:
+def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed, limit, cost, cost_tolerance, threads,
+            fit_threads, block, out) -> None:
     """Run the lowest resolution first and escalate only unconfident images.
 
     Tunes one threshold per stage (all but the highest resolution) so that top-1 stays within --max-drop
@@ -60,7 +63,8 @@ def command(source, data, max_drop, margin_se, confidence, target, tune_on, seed
     out = Path(out) if out else (path if path.is_dir() else path.parent) / "cascade"
     report = evaluate_cascade(source, data=data, max_drop=max_drop, confidence=confidence, target=target,
                               tune_on=tune_on, seed=seed, limit=limit, threads=threads, cost=cost,
-                              margin_se=margin_se, fit_threads=fit_threads, block=block, out=out)
+                              margin_se=margin_se, fit_threads=fit_threads, block=block,
+                              cost_tolerance=cost_tolerance, out=out)
     _print(report)
     click.echo(f"wrote {out / CASCADE_FILE}\nnext: use it from Python with "
                f"edgeres.choose.CascadeRunner.from_cascade_json({str(out / CASCADE_FILE)!r})", err=True)
