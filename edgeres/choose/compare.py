@@ -115,18 +115,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     turns of this many consecutive report images (BLOCK; 1 alternates image by image).
     Writes `out/cascade.json` when `out` is given.
     """
-    if not (math.isfinite(max_drop) and max_drop >= 0):
-        raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
-    if not (math.isfinite(margin_se) and margin_se >= 0):
-        raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
-    if not (isinstance(block, int) and block >= 1):
-        raise EdgeresUsageError(f"--block must be a whole number of images >= 1, got {block!r}")
-    if cost_tolerance is None:
-        cost_tolerance = COST_TOLERANCE if cost == "latency" else 0.0
-    if not (math.isfinite(cost_tolerance) and cost_tolerance >= 0):
-        raise EdgeresUsageError(f"--cost-tolerance must be a finite fraction >= 0, got {cost_tolerance}")
-    if cost not in COSTS:
-        raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
+    cost_tolerance = _checked_options(max_drop, margin_se, block, cost, cost_tolerance)
     if out is not None:
         check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads, spinning)
@@ -159,6 +148,23 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
         with staged_dir(out, MARKERS, "cascade", keep=lambda name: name != CASCADE_FILE) as tmp:
             write_cascade(tmp / CASCADE_FILE, report.to_json(out))
     return report
+
+
+def _checked_options(max_drop: float, margin_se: float, block: int, cost: str, cost_tolerance: float | None) -> float:
+    """One usage line for an option that cannot work; returns the cost tolerance to use."""
+    if not (math.isfinite(max_drop) and max_drop >= 0):
+        raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
+    if not (math.isfinite(margin_se) and margin_se >= 0):
+        raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
+    if not (isinstance(block, int) and block >= 1):
+        raise EdgeresUsageError(f"--block must be a whole number of images >= 1, got {block!r}")
+    if cost_tolerance is None:
+        cost_tolerance = COST_TOLERANCE if cost == "latency" else 0.0
+    if not (math.isfinite(cost_tolerance) and cost_tolerance >= 0):
+        raise EdgeresUsageError(f"--cost-tolerance must be a finite fraction >= 0, got {cost_tolerance}")
+    if cost not in COSTS:
+        raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
+    return cost_tolerance
 
 
 def tune_and_report_images(data: str, tune_on: str, limit: int | None):
