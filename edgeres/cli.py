@@ -33,16 +33,16 @@ class EdgeresGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except EdgeresError as exc:
-            click.echo(f"edgeres: error: {one_line(str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _terminate: temporaries are gone by now
             _exit_interrupted(ctx, exc)
         except Exception as exc:
-            interrupt = interrupt_behind(exc)
-            if interrupt is None:
+            interrupt = interrupt_behind(exc)  # e.g. "cannot load weights (initialization failed)" from a signal
+            if interrupt is not None:
+                _exit_interrupted(ctx, interrupt)
+            if not isinstance(exc, EdgeresError):
                 raise
-            _exit_interrupted(ctx, interrupt)
+            click.echo(f"edgeres: error: {one_line(str(exc))}", err=True)
+            ctx.exit(exc.exit_code)
 
 
 def _exit_interrupted(ctx: click.Context, exc: KeyboardInterrupt) -> None:

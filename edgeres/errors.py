@@ -26,20 +26,23 @@ class Interrupted(KeyboardInterrupt):
 
 
 def interrupt_behind(exc: BaseException | None) -> KeyboardInterrupt | None:
-    """The interrupt an exception was raised from, if any: a signal that lands while a C extension
-    initialises (e.g. `import onnxruntime`) comes back as ImportError("initialization failed") from it."""
+    """The interrupt an import failed from, if any: a signal that lands while a C extension initialises (e.g.
+    `import onnxruntime`) comes back as ImportError("initialization failed") raised from it, possibly wrapped
+    again by a handler of that ImportError. Only an ImportError stands for the interrupt behind it: any other
+    error raised while an interrupt unwinds (a failed cleanup) is a failure of its own and keeps its traceback."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return exc
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        behind = exc.__cause__ or exc.__context__
+        if isinstance(exc, ImportError) and isinstance(behind, KeyboardInterrupt):
+            return behind
+        exc = behind
     return None
 
 
 def reraise_interrupt(exc: BaseException) -> None:
-    """Raise the interrupt behind `exc`, if any, before handling `exc` as a missing or broken module: a
-    signal during an import is the user stopping the run."""
+    """Raise the interrupt behind `exc`, if any, before handling `exc` as a missing or broken module or a
+    failed attempt: a signal during an import is the user stopping the run."""
     interrupt = interrupt_behind(exc)
     if interrupt is not None:
         raise interrupt

@@ -64,3 +64,18 @@ def test_a_copy_that_computes_other_logits_is_not_used(tmp_path):
     assert not np.allclose(copy(x), opened(path)(x), atol=1e-3)  # the copy runs a batch, with other logits
     _, batch, how = batched_scorer(path, [1, 1, 4, 4], tmp_path, opened)
     assert (batch, how) == (1, "the graph itself, one image per run")
+
+
+def test_an_interrupt_while_opening_the_copy_is_not_a_failed_copy(tmp_path):
+    # a signal that lands while ORT imports (ImportError raised from it) stops the run: no one-image fallback
+    import signal
+
+    from edgeres.errors import Interrupted
+    path = batch_mixing_graph(tmp_path / "mixing.onnx")
+
+    def opening(model_path):
+        if model_path != path:
+            raise ImportError("initialization failed") from Interrupted(signal.SIGTERM)
+        return opened(model_path)
+    with pytest.raises(Interrupted):
+        batched_scorer(path, [1, 1, 4, 4], tmp_path, opening)

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 
 from edgeres import _optional
 from edgeres.cli import cli
-from edgeres.errors import Interrupted
+from edgeres.errors import EdgeresError, Interrupted
 
 from .conftest import randomize_bn
 
@@ -536,12 +536,35 @@ def test_interrupted_run_leaves_everything_as_it_was(stage, sig, ws, tmp_path):
     assert _leftovers(tmp_path, out.name) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_an_extension_import_is_an_interrupt_not_a_traceback(sig, tmp_path, capfd, monkeypatch):
-    # what a signal that lands while `import onnxruntime` initialises its C module looks like (seen in CI)
-    def importing_ort(*_args, **_kwargs):
-        interrupt = Interrupted(sig) if sig == signal.SIGTERM else KeyboardInterrupt()
+def _interrupt(sig):
+    return Interrupted(sig) if sig == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _import_failed_from(interrupt, chained_by: str):
+    """What a signal that lands while `import onnxruntime` initialises its C module looks like (seen in CI):
+    ImportError raised from the interrupt (`from`), or while handling it (context only)."""
+    if chained_by == "cause":
         raise ImportError("initialization failed") from interrupt
+    try:
+        raise interrupt
+    except KeyboardInterrupt:
+        raise ImportError("initialization failed")  # noqa: B904 - the implicit context is the case under test
+
+
+def _loader_wrapping(interrupt):
+    """A handler that turns any failure to load a user's file into a one-line error (models.checkpoint)."""
+    try:
+        _import_failed_from(interrupt, "cause")
+    except Exception:  # noqa: BLE001
+        raise EdgeresError("cannot load weights from w.safetensors (initialization failed)") from None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("shape", ["cause", "context", "wrapped"])
+def test_a_signal_during_an_extension_import_is_an_interrupt_not_a_traceback(sig, shape, tmp_path, capfd,
+                                                                            monkeypatch):
+    def importing_ort(*_args, **_kwargs):
+        _loader_wrapping(_interrupt(sig)) if shape == "wrapped" else _import_failed_from(_interrupt(sig), shape)
     monkeypatch.setattr("edgeres.export.export", importing_ort)
     code, stderr = invoke(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")], capfd)
     check_promise(code, stderr, 128 + sig, f"interrupted by {signal.Signals(sig).name}", {}, {})
@@ -553,6 +576,19 @@ def test_an_import_error_without_an_interrupt_keeps_its_traceback(tmp_path, capf
     monkeypatch.setattr("edgeres.export.export", broken)
     code, stderr = invoke(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")], capfd)
     assert code == 1 and "Traceback" in stderr and "ImportError: initialization failed" in stderr
+
+
+def test_a_cleanup_that_fails_during_an_interrupt_keeps_its_traceback(tmp_path, capfd, monkeypatch):
+    # "outputs are as they were" would be untrue: the failure is a bug of its own, not the interrupt
+    def failing_rollback(*_args, **_kwargs):
+        try:
+            raise Interrupted(signal.SIGTERM)
+        finally:
+            raise OSError("rollback of the staging directory failed")  # noqa: B012
+    monkeypatch.setattr("edgeres.export.export", failing_rollback)
+    code, stderr = invoke(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")], capfd)
+    assert code == 1 and "Traceback" in stderr and "OSError: rollback" in stderr
+    assert "interrupted by" not in stderr
 
 
 @pytest.mark.parametrize("stage", ["export", "build"])
@@ -594,11 +630,15 @@ def test_moved_build_and_cascade_work_from_their_new_place(ws, tmp_path, capfd):
     assert runner(open_images("fashion-mnist-mini", "val").image(0)).resolution in RES
 
 
-@pytest.mark.parametrize("probe", ["require", "available"])
+@pytest.mark.parametrize("probe", ["require", "available", "arch"])
 def test_an_interrupted_optional_import_stays_an_interrupt(probe, monkeypatch):
-    # not "pip install torch": the package is there, the user stopped the run while it loaded
+    # not "pip install torch" or "cannot import": the module is there, the user stopped the run while it loaded
+    from edgeres.models.rsnet import resolve_factory
+
     def interrupted_import(_name):
         raise ImportError("initialization failed") from Interrupted(signal.SIGTERM)
-    monkeypatch.setattr(_optional.importlib, "import_module", interrupted_import)
+    monkeypatch.setattr(_optional.importlib, "import_module", interrupted_import)  # the one importlib module
     with pytest.raises(Interrupted):
-        _optional.require("torch", "training") if probe == "require" else _optional.available("torch")
+        {"require": lambda: _optional.require("torch", "training"), "available": lambda: _optional.available("torch"),
+         "arch": lambda: resolve_factory("my_models:build")}[probe]()
+

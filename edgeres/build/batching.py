@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from edgeres.defaults import feed_batch
+from edgeres.errors import reraise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def batched_scorer(model_path: Path, input_shape, tmp: Path,
         if copy is not None and _same_logits(graph, copy, input_shape):
             return copy, BATCH, f"a dynamic-batch copy, {BATCH} images per run (checked against the graph)"
     except Exception as exc:  # noqa: BLE001 - onnx/ORT raise their own types when a baked-in shape rejects N > 1
+        reraise_interrupt(exc)  # not a failed copy: the user stopped the run while ORT was importing
         log.info("running %s one image at a time: its batched copy failed (%s)", model_path.name,
                  str(exc).splitlines()[0][:120])
     return graph, 1, "the graph itself, one image per run"

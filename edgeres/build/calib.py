@@ -34,7 +34,7 @@ from edgeres.build.batching import BATCH, dynamic_batch_copy
 from edgeres.build.targets import CalibSettings, GraphEntry
 from edgeres.data import ImageSet, eval_batches, open_images
 from edgeres.defaults import feed_batch
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, reraise_interrupt
 from edgeres.manifests.export import ExportManifest
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ def measured_ranges(model_path: Path, images: ImageSet, graph: GraphEntry, expor
             batches = calibration_batches(images, graph, export, settings.images, CALIB_BATCH)
             return ranges_from_batches(batched, graph.input_name, batches, settings.method)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types when a baked-in shape rejects N > 1
+            reraise_interrupt(exc)  # not a failed batch: the user stopped the run while ORT was importing
             log.info("calibrating %s one image per run: its batched copy failed (%s)", graph.file.name,
                      str(exc).splitlines()[0][:120])
     batches = calibration_batches(images, graph, export, settings.images)
