@@ -52,6 +52,14 @@ def one_block(runner, images, indices, block: int) -> dict:
             "drop_points": high.top1 - cascade.top1}
 
 
+def drops_text(result: dict) -> str:
+    """The cascade's drop vs highest-only: one value when every timing order gave the same predictions."""
+    drops = sorted({round(r["drop_points"], 6) for r in result["forward"] + result["backward"]})
+    if len(drops) == 1:
+        return f"{drops[0]:+.2f} points at every block (the same predictions)"
+    return "differing between blocks (" + ", ".join(f"{d:+.2f}" for d in drops) + " points): predictions changed"
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Cascade / highest-only wall time by the timing order (methods in turns of `block` images)", "",
@@ -60,7 +68,7 @@ def markdown(result: dict) -> str:
              f"Command: `{result['command']}`. Cascade tuned once by evaluate_cascade (stage threads "
              f"{result['stage_threads']}, thresholds {result['thresholds']}, answered at "
              f"{result['stage_share']} % low -> high), re-timed on {result['report_split']}; "
-             f"drop {result['drop_points']:+.2f} points at every block (same predictions).", "",
+             f"drop {drops_text(result)}.", "",
              "| block | pass | highest ms | random ms | cascade ms | cascade / highest (mean) | (p50) |",
              "|---|---|---|---|---|---|---|"]
     for name, rows in (("forward", result["forward"]), ("backward", result["backward"])):

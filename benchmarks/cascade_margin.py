@@ -42,7 +42,7 @@ def stage_outputs(build_dir: Path, data: str, limit: int | None, threads: int, t
     warm = [p[1] for p in passes]
     return (np.stack([p[0] for p in passes]), np.array(warm), images.labels[chosen],
             [st.macs for st in src.stages], [st.resolution for st in src.stages],
-            np.array(switch_costs(runner, images, chosen, warm)))
+            np.array(switch_costs(runner, images, chosen)))
 
 
 def cached_stage_outputs(args):
@@ -50,6 +50,8 @@ def cached_stage_outputs(args):
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         saved = np.load(cache)
+        if "switch" not in saved:
+            sys.exit(f"{cache} was written before switching costs were measured: delete it to measure again")
         return (saved["logits"], saved["ms"], saved["labels"], saved["macs"].tolist(), saved["res"].tolist(),
                 saved["switch"])
     out = stage_outputs(Path(args.build), args.data, args.limit, args.threads, args.target)

@@ -166,6 +166,17 @@ def test_a_cost_tolerance_takes_the_most_accurate_of_the_nearly_cheapest():
     assert tune(10.0).top1 == 100.0 and tune(10.0).mean_cost == pytest.approx(1.3)  # the cheapest of the most accurate
 
 
+def test_the_cost_tolerance_never_takes_a_cascade_dearer_than_the_highest_alone():
+    """100 images; the high stage (cost 1) misses image 0 only, which the low stage (0.03) gets right at 0.99;
+    the low stage misses all the others. Exiting image 0 early gains a point but costs 0.03 + 0.99 = 1.02."""
+    labels = np.zeros(100, int)
+    preds = np.array([[0] + [1] * 99, [1] + [0] * 99])
+    conf = np.array([[0.99] + [0.5] * 99, [1.0] * 100])
+    for tolerance in (0.0, 0.05):
+        tuning = cc.tune_thresholds(conf, preds, labels, costs=[0.03, 1.0], max_drop=0.0, cost_tolerance=tolerance)
+        assert tuning.thresholds == (math.inf,) and tuning.mean_cost == 1.0 and tuning.top1 == 99.0
+
+
 def test_tuning_spends_the_allowed_drop_and_no_more():
     conf, preds, labels = two_stage_case()
     # one wrong image of six costs 16.7 points: a 20-point budget lets exactly one more image exit early
@@ -307,8 +318,7 @@ def test_evaluate_cascade_end_to_end_and_reload(export_dir, tmp_path):
     # strict JSON: a stage that never answers is stored as null, not Infinity
     assert saved["thresholds"] == [None if math.isinf(t) else t for t in report.tuning.thresholds]
     assert saved["random_seed"] == 3 and saved["tuning"]["margin_se"] == 2.0  # edgeres.defaults.CASCADE_MARGIN_SE
-    switch = saved["tuning"]["switch_costs"]  # cost="latency": measured per stage, never negative
-    assert len(switch) == 3 and all(c >= 0 for c in switch)
+    assert len(saved["tuning"]["switch_costs"]) == 3  # cost="latency": one per stage (test_switch_costs_...)
     assert saved["tuning"]["cost_tolerance"] == 0.05  # edgeres.defaults.CASCADE_COST_TOLERANCE, for latency
     tune, rep = saved["splits"]["tune"], saved["splits"]["report"]
     assert tune["images"] == rep["images"] == 30 and sum(tune["class_histogram"]) == 30
@@ -338,9 +348,10 @@ def test_methods_take_turns_of_block_images_with_the_first_rotating():
 
 
 def test_the_timing_order_changes_no_prediction(export_dir, tmp_path):
-    # MACs costs: the same thresholds both times (measured ms could tune them differently)
-    alternating = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", block=1)
-    in_turns = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", block=7, out=tmp_path)
+    # MACs costs and fixed threads: the same thresholds and sessions both times (measured ms could differ)
+    alternating = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", fit_threads=False, block=1)
+    in_turns = evaluate_cascade(export_dir, max_drop=1.0, limit=40, cost="macs", fit_threads=False,
+                                block=np.int64(7), out=tmp_path)  # a numpy count is a count too
     assert alternating.tuning.thresholds == in_turns.tuning.thresholds
     for a, b in zip(alternating.rows, in_turns.rows):
         assert (a.method, a.top1, a.mean_macs, a.stage_share) == (b.method, b.top1, b.mean_macs, b.stage_share)
@@ -364,6 +375,30 @@ def test_fit_threads_keeps_one_thread_only_where_it_measured_faster(export_dir, 
     runner = cc.CascadeRunner(cc.load_source(export_dir, threads=2), [math.inf] * 2)
     compare._fit_threads(runner, open_images("fashion-mnist-mini", "val"), np.arange(12))
     assert [st.threads for st in runner.stages] == [1, 2, 2]
+
+
+def test_switch_costs_are_the_paired_extra_of_a_call_after_another_stage(export_dir, monkeypatch):
+    """A fake clock: every call costs its resolution / 100 ms, plus 0.05 right after another stage's call."""
+    from edgeres.choose import compare
+    from edgeres.data import open_images
+    calls = []
+
+    def scorer(self):
+        def score(x):
+            calls.append(self.resolution)
+            return np.zeros((1, 10), np.float32)
+        return score
+
+    def clock(fn):
+        fn()
+        switched = len(calls) > 1 and calls[-2] != calls[-1]
+        return None, calls[-1] / 100 + (0.05 if switched else 0.0)
+    monkeypatch.setattr(cc.Stage, "scorer", scorer)
+    monkeypatch.setattr(compare, "timed_call", clock)
+    runner = cc.CascadeRunner(cc.load_source(export_dir, threads=1), [math.inf] * 2)
+    extra = compare.switch_costs(runner, open_images("fashion-mnist-mini", "val"), np.arange(12))
+    assert extra == pytest.approx([0.05, 0.05, 0.05], abs=1e-12)
+    assert calls[:6] == [12, 12, 20, 20, 28, 28] and len(calls) == 12 * 3 * 2
 
 
 def test_stage_threads_are_recorded_and_reloaded(export_dir, tmp_path):

@@ -6,6 +6,7 @@ the report split (edgeres.choose.cascade has the runner, edgeres.choose.threshol
 public for benchmarks: tune_and_report_images, stage_pass, switch_costs, time_methods.
 """
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     turns of this many consecutive report images (BLOCK; 1 alternates image by image).
     Writes `out/cascade.json` when `out` is given.
     """
-    cost_tolerance = _checked_options(max_drop, margin_se, block, cost, cost_tolerance)
+    block, cost_tolerance = _checked_options(max_drop, margin_se, block, cost, cost_tolerance)
     if out is not None:
         check_out_dir(out, MARKERS, "cascade")
     src = load_source(source, target, threads, spinning)
@@ -134,7 +135,7 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     costs, switch = macs, None
     if cost == "latency":
         costs = [p[1] for p in passes]
-        switch = switch_costs(runner, tune_set, tune_idx, costs)
+        switch = switch_costs(runner, tune_set, tune_idx)
     conf = np.stack([runner._confidence(l) for l in logits])
     tuning = tune_thresholds(conf, logits.argmax(-1), tune_set.labels[tune_idx], costs, max_drop, margin_se,
                              switch_costs=switch, cost_tolerance=cost_tolerance)
@@ -150,13 +151,14 @@ def evaluate_cascade(source: str | os.PathLike, *, data: str | None = None, max_
     return report
 
 
-def _checked_options(max_drop: float, margin_se: float, block: int, cost: str, cost_tolerance: float | None) -> float:
-    """One usage line for an option that cannot work; returns the cost tolerance to use."""
+def _checked_options(max_drop: float, margin_se: float, block: int, cost: str,
+                     cost_tolerance: float | None) -> tuple[int, float]:
+    """One usage line for an option that cannot work; returns the block and the cost tolerance to use."""
     if not (math.isfinite(max_drop) and max_drop >= 0):
         raise EdgeresUsageError(f"--max-drop must be a finite number >= 0 (points of top-1), got {max_drop}")
     if not (math.isfinite(margin_se) and margin_se >= 0):
         raise EdgeresUsageError(f"--margin-se must be a finite number >= 0 (standard errors), got {margin_se}")
-    if not (isinstance(block, int) and block >= 1):
+    if isinstance(block, bool) or not (isinstance(block, numbers.Integral) and block >= 1):
         raise EdgeresUsageError(f"--block must be a whole number of images >= 1, got {block!r}")
     if cost_tolerance is None:
         cost_tolerance = COST_TOLERANCE if cost == "latency" else 0.0
@@ -164,7 +166,7 @@ def _checked_options(max_drop: float, margin_se: float, block: int, cost: str, c
         raise EdgeresUsageError(f"--cost-tolerance must be a finite fraction >= 0, got {cost_tolerance}")
     if cost not in COSTS:
         raise EdgeresUsageError(f"unknown cost {cost!r}: choose one of {', '.join(COSTS)}")
-    return cost_tolerance
+    return int(block), float(cost_tolerance)
 
 
 def tune_and_report_images(data: str, tune_on: str, limit: int | None):
@@ -203,17 +205,21 @@ def stage_pass(runner: CascadeRunner, stage: int, images, indices: np.ndarray) -
 FIT_IMAGES = 200  # tuning images timed per stage by switch_costs, and per thread count by _fit_threads
 
 
-def switch_costs(runner: CascadeRunner, images, indices: np.ndarray, warm_ms: list[float]) -> list[float]:
-    """Per stage, the ms one call costs more right after another stage's call than after its own (stage_pass's
-    `warm_ms`): the other graph is then in the caches. Median over FIT_IMAGES tuning images, each run through
-    every stage low -> high, as an escalating image is. Without it the search prefers cascades that switch
-    graphs more than their measured time justifies (12+16 px over 16 alone, measured slower: issue 15)."""
-    cold: list[list[float]] = [[] for _ in runner.stages]
+def switch_costs(runner: CascadeRunner, images, indices: np.ndarray) -> list[float]:
+    """Per stage, the ms one call costs more right after another stage's call (the other graph then in the
+    caches) than right after its own: the median over FIT_IMAGES tuning images of the paired difference
+    between the two calls on the same image, made back to back, so that drift between measurements cannot
+    pass for a cost. Without it the search prefers cascades that switch graphs more than their measured time
+    justifies (12+16 px over 16 alone, measured slower: issue 15)."""
+    extra: list[list[float]] = [[] for _ in runner.stages]
     for i in indices[:FIT_IMAGES]:
         image = images.image(int(i))
-        for s in range(len(runner.stages)):
-            cold[s].append(timed_call(lambda: runner.logits(s, runner.preprocess(image, s)))[1])  # noqa: B023
-    return [max(0.0, float(np.median(c)) - w) for c, w in zip(cold, warm_ms)]
+        for s in range(len(runner.stages)):  # s - 1 (or the last stage, for s = 0) ran just before
+            def call():
+                return runner.logits(s, runner.preprocess(image, s))  # noqa: B023
+            after_other = timed_call(call)[1]
+            extra[s].append(after_other - timed_call(call)[1])
+    return [max(0.0, float(np.median(e))) for e in extra]
 
 
 def _fit_threads(runner: CascadeRunner, images, indices: np.ndarray) -> None:

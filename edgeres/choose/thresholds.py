@@ -121,7 +121,8 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     switch_costs: S, added per call that follows another stage's call (switching_cost); measured ms, or None.
     cost_tolerance: candidates costing at most this fraction more than the cheapest count as equally cheap, and
     the most accurate of them (on these images) is taken: measured ms move several percent between runs, so
-    a cheaper-by-less choice is a coin flip that may cost accuracy for nothing.
+    a cheaper-by-less choice is a coin flip that may cost accuracy for nothing. None costing more than the
+    highest resolution alone is taken.
     Candidates per stage: +inf (never exit) and up to `grid` confidence quantiles. Accuracy is not monotone
     in a threshold, so a one-step greedy stalls (it was up to 5x off the optimum on random cases); instead:
     exhaustive search over every combination when there are at most `combinations` (S <= 3 at grid 100),
@@ -152,8 +153,8 @@ def tune_thresholds(confidence: np.ndarray, predictions: np.ndarray, labels: np.
     coarse = [c[np.unique(np.linspace(0, len(c) - 1, min(per_stage, len(c))).round().astype(int))] for c in cands]
     best = min(itertools.product(*coarse), key=key)  # all-inf (= highest alone) is among them and feasible
     best = _coordinate_descent(tuple(best), cands, key)
-    if cost_tolerance > 0:
-        within = key(best)[0] * (1 + cost_tolerance)
+    if cost_tolerance > 0:  # never above the highest resolution alone: a cascade is there to be cheaper
+        within = min(key(best)[0] * (1 + cost_tolerance), key((np.inf,) * len(cands))[0])
         best = min((t for t, k in seen.items() if k[0] <= within), key=lambda t: (seen[t][1], seen[t][0]))
     cost, neg_top1 = key(best)
     return Tuning(tuple(float(t) for t in best), -neg_top1, reference, cost)
