@@ -27,9 +27,10 @@ BUILD_EVAL_IMAGES = 500
 # splits without a margin, 17% / 5% at 1, 10% / 5% at 2, for 0.04 / 0.07 more of the highest stage's cost.
 CASCADE_MARGIN_SE = 2.0
 # Latency tuning: candidates costing at most this fraction more than the cheapest count as equally cheap and the
-# most accurate is taken (stage ms move 5-7% between runs of the same build). At margin 2 over 30 seeded splits
-# of 8000 images the report drop exceeded 0.5 points in 3% of splits at 0.025, 0.05 and 0.1 (10% at 0), for a
-# cost ratio of 0.496 instead of 0.483 (benchmarks/results/cascade_margin_tolerance.md). MACs are exact: 0.
+# most accurate is taken (stage ms move 5-7% between runs of the same build, so a cheaper-by-less choice is a coin
+# flip: cascade_speed lost 0.73 points to one). At margin 2 over 30 seeded splits of 8000 images the report drop
+# exceeded 0.5 points in 3% / 3% / 0% / 3% of splits at 0 / 0.025 / 0.05 / 0.1, for cost ratios 0.463 / 0.470 /
+# 0.476 / 0.489 (benchmarks/results/cascade_margin_tolerance.md). MACs are exact: 0 there.
 CASCADE_COST_TOLERANCE = 0.05
 # Images each method of `edgeres cascade`'s comparison runs back to back before the next method's turn. A
 # deployment runs one method image after image; alternating every image (1) starts every call with the other
