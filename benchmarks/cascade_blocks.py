@@ -15,7 +15,6 @@ block, the sweep run forwards and then backwards so drift during it shows as a d
 Writes benchmarks/results/cascade_blocks.{json,md}.
 """
 import argparse
-import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
 from _machine import isa_text, machine_record, write_result  # noqa: E402
-from cascade_speed import built  # noqa: E402
+from cascade_speed import built, model_arguments, trusted  # noqa: E402
 
 BLOCKS = (1, 2, 5, 10, 25, 50, 100)
 
@@ -80,20 +79,14 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--res", default="28,24,20,16,12")
-    parser.add_argument("--target", default="ort-fp32")
-    parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
+    model_arguments(parser)
     parser.add_argument("--limit", type=int, default=8000, help="val images: half tune, half report")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fit-threads", action="store_true")
     parser.add_argument("--name", default="cascade_blocks")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it")
     args = parser.parse_args()
-    from edgeres.arch import trusting_arch_code
-    trust = trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as work, trust:
+    with tempfile.TemporaryDirectory() as work, trusted(args):
         report, runner, images, indices = tuned_runner(args, Path(work))
         result = {"machine": machine_record(args.threads, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "report_split": report.report_split,

@@ -88,24 +88,33 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint and what `built` needs to export and build it (cascade_blocks.py takes the same)."""
     parser.add_argument("checkpoint")
     parser.add_argument("--data", required=True)
     parser.add_argument("--res", default="28,24,20,16,12")
     parser.add_argument("--target", default="ort-fp32")
+    parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
+
+
+def trusted(args: argparse.Namespace):
+    """A context in which the checkpoint's --trust-arch factory may be imported (none given: nothing changes)."""
+    from edgeres.arch import trusting_arch_code
+    return trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    model_arguments(parser)
     parser.add_argument("--limit", type=int, default=4000, help="val images: half tune, half report")
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--margin-se", type=float, default=CASCADE_MARGIN_SE, help="evaluate_cascade's tuning margin")
     parser.add_argument("--block", type=int, default=CASCADE_BLOCK, help="evaluate_cascade's timing turns (images)")
-    parser.add_argument("--trust-arch", default=None, help="the checkpoint's module:factory arch, if it has one")
     parser.add_argument("--name", default="cascade_speed")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
                         help="what else shared the machine while this ran (recorded with the results)")
     args = parser.parse_args()
-    from edgeres.arch import trusting_arch_code
-    trust = trusting_arch_code(args.trust_arch) if args.trust_arch else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as work, trust:
+    with tempfile.TemporaryDirectory() as work, trusted(args):
         result = {"machine": machine_record(None, args.machine_note),
                   "command": " ".join(["python", *sys.argv]), "target": args.target, "res": args.res,
                   "max_drop": args.max_drop, "margin_se": args.margin_se, "block": args.block,
