@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--build-repeats", type=int, default=3, help="unprofiled builds timed (median reported)")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--work", default="/tmp/edgeres-export-speed")
+    parser.add_argument("--name", help="write benchmarks/results/NAME.{json,md} (default: export_build_speed, "
+                        "with _calibN when --calib-images is given)")
     args = parser.parse_args()
     import torch
 
@@ -150,7 +152,7 @@ def main() -> None:
                            "calib_images": calib_images, "eval_images": eval_images,
                            "stages": stage_times(profile, BUILD_STAGES)}
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
-    name = "export_build_speed" + (f"_calib{args.calib_images}" if args.calib_images else "")
+    name = args.name or "export_build_speed" + (f"_calib{args.calib_images}" if args.calib_images else "")
     write_result(name, result, markdown(result))
 
 

@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--work", default="/tmp/edgeres-gate-power")
+    parser.add_argument("--name", default="gate_power", help="write benchmarks/results/NAME.{json,md} (default: %(default)s)")
     parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
                         help="what else shared the machine while this ran (recorded with the results)")
     parser.add_argument("--evaluate", metavar="JSON", help="re-evaluate the runs saved in a previous result file")
@@ -171,7 +172,7 @@ def main() -> None:
     result["candidates"] = evaluate(runs)
     result["spread"] = {name: changes(runs, stat, norm) for name, stat, norm, _ in CANDIDATES if "3 rec" in name}
     result["runs"] = runs
-    write_result("gate_power", result, markdown(result))
+    write_result(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--verify-images", type=int, default=8)
     parser.add_argument("--profile", type=int, default=0, metavar="RUNS", help="also profile each graph RUNS times")
     parser.add_argument("--work", default="/tmp/edgeres-switchable-bench")
+    parser.add_argument("--name", default="switchable_latency", help="write benchmarks/results/NAME.{json,md} (default: %(default)s)")
     args = parser.parse_args()
     from edgeres.resolutions import parse_resolutions
     res, work = parse_resolutions(args.res), Path(args.work)
@@ -212,7 +213,7 @@ def main() -> None:
     if args.profile:
         result["profile"] = profile(work / "export", manifest, args.threads, args.profile)
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
-    write_result("switchable_latency", result, markdown(result))
+    write_result(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -114,12 +114,14 @@ def main() -> None:
     # parallel region waits for a descheduled thread); one thread measures the steps, not the neighbours
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--name", help="write benchmarks/results/NAME.{json,md} (default: train_step, or "
+                        "train_step_ARCH for another --arch)")
     args = parser.parse_args()
     result = {"machine": machine_record(args.threads, SHARED), "command": " ".join(["python", *sys.argv]),
               "settings": vars(args)}
     result["result"] = measure(args)
     result["machine"]["load_average_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
-    name = "train_step" if args.arch == "resnet18" else f"train_step_{args.arch}"
+    name = args.name or ("train_step" if args.arch == "resnet18" else f"train_step_{args.arch}")
     write_result(name, result, markdown(result))
 
 
