@@ -25,7 +25,6 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an 
 from _machine import isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import make_checkpoint  # noqa: E402
 
-SHARED = "2-core VM shared with 4 other helpers' jobs (training, tests): only the paired ratios mean anything"
 GRAPHS = ("folded", "switchable", "tables")
 
 
@@ -196,11 +195,13 @@ def main() -> None:
     parser.add_argument("--verify-images", type=int, default=8)
     parser.add_argument("--profile", type=int, default=0, metavar="RUNS", help="also profile each graph RUNS times")
     parser.add_argument("--work", default="/tmp/edgeres-switchable-bench")
+    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
+                        help="what else shared the machine while this ran (recorded with the results)")
     parser.add_argument("--name", default="switchable_latency", help="write benchmarks/results/NAME.{json,md} (default: %(default)s)")
     args = parser.parse_args()
     from edgeres.resolutions import parse_resolutions
     res, work = parse_resolutions(args.res), Path(args.work)
-    result = {"machine": machine_record(args.threads, SHARED), "command": " ".join(["python", *sys.argv]),
+    result = {"machine": machine_record(args.threads, args.machine_note), "command": " ".join(["python", *sys.argv]),
               "settings": vars(args)}
     manifest = make_export(work, res, args.verify_images)
     sw = manifest["switchable"]
