@@ -17,6 +17,17 @@ def lscpu_flags() -> set[str]:
     return set()
 
 
+QUIET_NOTE = "2-core VM; nothing else of ours ran beside it"
+
+
+def add_result_options(parser, name: str | None, name_help: str = "") -> None:
+    """--name (results/NAME.{json,md}; None: the script derives it, as `name_help` says) and --machine-note."""
+    parser.add_argument("--name", default=name,
+                        help="write benchmarks/results/NAME.{json,md} (default: " + (name or name_help) + ")")
+    parser.add_argument("--machine-note", default=QUIET_NOTE,
+                        help="what else shared the machine while this ran (recorded with the results)")
+
+
 def machine_record(threads: int | None, shared_note: str) -> dict:
     """CPU model, which of ISA_FLAGS it has, cores, load averages now, library versions, and `shared_note`."""
     from edgeres.bench.machine import cpu_model, library_versions, usable_cpus

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 from cascade_speed import built, model_arguments, trusted  # noqa: E402
 
 BLOCKS = (1, 2, 5, 10, 25, 50, 100)
@@ -83,8 +83,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8000, help="val images: half tune, half report")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fit-threads", action="store_true")
-    parser.add_argument("--name", default="cascade_blocks")
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it")
+    add_result_options(parser, "cascade_blocks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, trusted(args):
         report, runner, images, indices = tuned_runner(args, Path(work))

@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 
 MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0)  # at cost tolerance 0
 TOLERANCES = (0.025, 0.05, 0.1)  # at margin 2, latency costs only (MACs are exact)
@@ -127,8 +127,7 @@ def main() -> None:
     parser.add_argument("--cost", choices=("latency", "macs"), default="latency",
                         help="what the tuner minimises and the time ratio counts (macs: a compute-bound device)")
     parser.add_argument("--cache", default=None, help="npz of the stage passes, reused when it exists")
-    parser.add_argument("--name", default="cascade_margin")
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it")
+    add_result_options(parser, "cascade_margin")
     args = parser.parse_args()
     logits, ms, labels, macs, res, switch = cached_stage_outputs(args)
     latency = args.cost == "latency"

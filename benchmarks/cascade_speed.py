@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 
 from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE  # noqa: E402
 
@@ -110,9 +110,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--margin-se", type=float, default=CASCADE_MARGIN_SE, help="evaluate_cascade's tuning margin")
     parser.add_argument("--block", type=int, default=CASCADE_BLOCK, help="evaluate_cascade's timing turns (images)")
-    parser.add_argument("--name", default="cascade_speed")
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
-                        help="what else shared the machine while this ran (recorded with the results)")
+    add_result_options(parser, "cascade_speed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, trusted(args):
         result = {"machine": machine_record(None, args.machine_note),

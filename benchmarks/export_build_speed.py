@@ -23,10 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import make_checkpoint  # noqa: E402
 
-SHARED = "2-core VM; nothing else of ours ran beside it"
 EXPORT_STAGES = ("_open_source", "load_checkpoint", "check_resolutions_fit", "export_resolution", "specialize",
                  "conv_bn_pairs", "fp16_range", "_graph", "export_onnx", "check_graph", "write_bytes", "verify_graph",
                  "torch_logits", "ort_logits", "model_cost", "sha256_file")
@@ -123,8 +122,7 @@ def main() -> None:
     parser.add_argument("--build-repeats", type=int, default=3, help="unprofiled builds timed (median reported)")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--work", default="/tmp/edgeres-export-speed")
-    parser.add_argument("--name", help="write benchmarks/results/NAME.{json,md} (default: export_build_speed, "
-                        "with _calibN when --calib-images is given)")
+    add_result_options(parser, None, "export_build_speed, with _calibN when --calib-images is given")
     args = parser.parse_args()
     import torch
 
@@ -133,7 +131,7 @@ def main() -> None:
     from edgeres.defaults import BUILD_EVAL_IMAGES
     from edgeres.resolutions import parse_resolutions
     res, work = parse_resolutions(args.res), Path(args.work)
-    result = {"machine": machine_record(None, SHARED), "command": " ".join(["python", *sys.argv]),
+    result = {"machine": machine_record(None, args.machine_note), "command": " ".join(["python", *sys.argv]),
               "resolutions": list(res), "verify_images": args.verify_images, "torch_threads": torch.get_num_threads()}
     checkpoint, _ = make_checkpoint(work / "checkpoint", res)
     pairs = timed_pairs(args, work, checkpoint, res)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 
 EXTRA = 5  # identity 1x1 convs of the slower build: +25.4% MACs at depth 2, measured +25% (5% each)
 THRESHOLDS = (8.0, 10.0, 12.0, 15.0, 20.0)
@@ -151,10 +151,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--work", default="/tmp/edgeres-gate-power")
-    parser.add_argument("--name", default="gate_power", help="write benchmarks/results/NAME.{json,md} (default: %(default)s)")
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
-                        help="what else shared the machine while this ran (recorded with the results)")
     parser.add_argument("--evaluate", metavar="JSON", help="re-evaluate the runs saved in a previous result file")
+    add_result_options(parser, "gate_power")
     args = parser.parse_args()
     from edgeres.runtimes.tiny import tiny_macs
     if args.evaluate:

@@ -22,7 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import make_checkpoint  # noqa: E402
 
 GRAPHS = ("folded", "switchable", "tables")
@@ -195,9 +195,7 @@ def main() -> None:
     parser.add_argument("--verify-images", type=int, default=8)
     parser.add_argument("--profile", type=int, default=0, metavar="RUNS", help="also profile each graph RUNS times")
     parser.add_argument("--work", default="/tmp/edgeres-switchable-bench")
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
-                        help="what else shared the machine while this ran (recorded with the results)")
-    parser.add_argument("--name", default="switchable_latency", help="write benchmarks/results/NAME.{json,md} (default: %(default)s)")
+    add_result_options(parser, "switchable_latency")
     args = parser.parse_args()
     from edgeres.resolutions import parse_resolutions
     res, work = parse_resolutions(args.res), Path(args.work)

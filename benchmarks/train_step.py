@@ -21,9 +21,8 @@ from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
 from _rsnet import rsnet  # noqa: E402
-
 
 
 def trainer(net, res: tuple[int, ...], mode: str):
@@ -114,10 +113,7 @@ def main() -> None:
     # parallel region waits for a descheduled thread); one thread measures the steps, not the neighbours
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--machine-note", default="2-core VM; nothing else of ours ran beside it",
-                        help="what else shared the machine while this ran (recorded with the results)")
-    parser.add_argument("--name", help="write benchmarks/results/NAME.{json,md} (default: train_step, or "
-                        "train_step_ARCH for another --arch)")
+    add_result_options(parser, None, "train_step, or train_step_ARCH for another --arch")
     args = parser.parse_args()
     result = {"machine": machine_record(args.threads, args.machine_note), "command": " ".join(["python", *sys.argv]),
               "settings": vars(args)}
