@@ -19,8 +19,8 @@ DATA = "fashion-mnist-mini"
 def plain_weights(tmp_path_factory):
     """A plain (BatchNorm2d) MobileNetV2 x0.25 trained at 28 px only, saved as a user would: state_dict()."""
     work = tmp_path_factory.mktemp("import")
-    # 3 epochs on 2048 images at lr 0.1: 52-65% at 28 px, and recalibration lifts 20 px by 17-29 points (seeds 0-4,
-    # one thread; +10 at worst with two) where 2 epochs on 1024 left 28 px near 40% and the lift at +5 on an EPYC
+    # 3 epochs on 2048 images at lr 0.1: 52-65% at 28 px, and recalibration lifts 20 px by 17-26 points (seeds 0-4,
+    # one thread; 10-29 with two) where 2 epochs on 1024 left 28 px near 40% and the lift at +5 on an EPYC
     checkpoint = train(TrainConfig(out=str(work / "i28"), mode="parallel", res=(28,), arch="mobilenet_v2", epochs=3,
                                    batch_size=64, lr=0.1, train_limit=2048, val_limit=32, crop_scale=(0.5, 1.0),
                                    progress=False, **TINY))
