@@ -154,7 +154,7 @@ def evaluate_onnx(path: str | os.PathLike, *, data: str | None = None,
     check_channels(images, pre.channels, f"the graphs of {manifest.path}")
     results = {}
     for artifact in entries:
-        runner = open_runner(artifact, spinning=True)
+        runner = open_runner(artifact, spinning=True, exact_int8=True)  # the graph's accuracy on any CPU
         batches = eval_batches(images, artifact.resolution, pre.mean, pre.std, pre.crop_ratio,
                                runner.static_batch or batch_size, indices=subset(images, limit))
         results[f"{artifact.target}@{artifact.resolution}"] = accuracy_of(batches, runner.infer)

@@ -347,7 +347,8 @@ def _runtime_api(trt) -> None:
         def _compute(self) -> None:
             if self.engine.session is None:
                 from edgeres.runtimes.ort import ort_session
-                self.engine.session = ort_session(self.engine.model_bytes, 1)
+                # exact INT8 kernels: TensorRT accumulates in int32, it does not saturate as ORT's fast AVX2 ones
+                self.engine.session = ort_session(self.engine.model_bytes, 1, exact_int8=True)
             dtype = {"FLOAT": np.float32, "HALF": np.float16}
             feed = {n: trt.device.read(self.addresses[n], self.get_tensor_shape(n), dtype[d])
                     for n, _, d, mode in self.engine.io if mode == trt.TensorIOMode.INPUT}

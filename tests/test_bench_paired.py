@@ -48,6 +48,10 @@ def test_cli_paired_gate_over_two_recordings(tiny, tmp_path):
     other = CliRunner().invoke(cli, ["bench", str(slow), "--out", str(tmp_path / "other"), *FAST, *gate])
     assert other.exit_code == 1 and "latency gate FAILED (paired" in other.stderr, other.output  # 5x MACs: caught
     assert "graph changed since the baseline" in other.output  # ... and said to be another graph
+    agreed = CliRunner().invoke(cli, ["bench", str(slow), "--out", str(tmp_path / "agreed"), *FAST, *recordings,
+                                      "--statistic", "consensus", "--max-regression", "100"])
+    assert agreed.exit_code == 1 and "latency gate FAILED (consensus" in agreed.stderr, agreed.output
+    assert "(normalised +" in agreed.output and ", paired +" in agreed.output  # both parts shown per row
     faster = []  # the same graphs against recordings made 5x faster: a regression the paired gate must catch
     for name in ("base1", "base2"):
         report = json.loads((tmp_path / name / "bench.json").read_text())

@@ -66,11 +66,12 @@ def test_activation_and_weight_types(built, target, act_type):
         assert onnx.numpy_helper.to_array(inits[weight_dq.input[1]]).shape == (weight.dims[0],)  # per channel
 
 
-def predictions(path, res: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(top-1 predictions, labels) of one graph on the first `limit` val images, single-threaded."""
+def predictions(path, res: int, limit: int, exact_int8: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 predictions, labels) of one graph on the first `limit` val images, single-threaded; exact_int8:
+    ORT's exact INT8 kernels, as build and eval measure (the fast ones saturate on CPUs without VNNI)."""
     from edgeres.data import eval_batches, open_images
     from edgeres.runtimes.ort import OrtRunner
-    score = OrtRunner(path, threads=1).infer
+    score = OrtRunner(path, threads=1, exact_int8=exact_int8).infer
     pairs = [(score(x).argmax(1), y) for x, y in
              eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=limit)]
     return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])
@@ -103,6 +104,36 @@ def test_reduced_precision_keeps_fp32_predictions(built):
             assert loss <= MAX_LOSS + 4 * 100.0 * np.sqrt(only_ref + only_got) / n, (target, res, loss)
             flips = float(np.mean(got != ref))
             assert flips <= MAX_FLIPS + 4 * np.sqrt(MAX_FLIPS * (1 - MAX_FLIPS) / n), (target, res, flips)
+
+
+def test_ort_int8_has_7_bit_weights_and_runs_exactly_on_the_fast_kernels(built):
+    """ort-int8's weights stay within -64..64, so ORT's fast U8 x S8 kernels (int16 pair sums) cannot saturate
+    on any x86 CPU: the fast session gives the exact session's logits. int8-qdq (for TensorRT) keeps 8 bits."""
+    from edgeres.data import eval_batches, open_images
+    from edgeres.runtimes.ort import OrtRunner
+    out, manifest = built
+    for target, bound in (("ort-int8", 64), ("int8-qdq", 127)):
+        for row in rows(manifest, target).values():
+            model = onnx.load(out / row["file"])
+            weights = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer
+                       if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+            assert max(int(np.abs(w).max()) for w in weights) == bound, (target, row["resolution"])
+            assert ("7-bit" in row["weights"]) == (target == "ort-int8")
+    for res, row in rows(manifest, "ort-int8").items():
+        fast, exact = (OrtRunner(out / row["file"], threads=1, exact_int8=e).infer for e in (False, True))
+        for x, _ in eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=64):
+            np.testing.assert_allclose(fast(x), exact(x), rtol=0, atol=1e-5)
+
+
+def test_int8_full_range_option_keeps_8_bit_weights(tmp_path_factory):
+    export = tiny_export(tmp_path_factory, "full-range")
+    manifest = build(export, export, ["ort-int8"], resolutions=[16], calib_images=32, evaluate=False,
+                     options={"int8_full_range": True})
+    row = rows(manifest, "ort-int8")[16]
+    model = onnx.load(export / row["file"])
+    weights = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert max(int(np.abs(w).max()) for w in weights) == 127 and "7-bit" not in row["weights"]
 
 
 def test_fp16_graph_has_half_weights_and_float_io(built):

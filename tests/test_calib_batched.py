@@ -31,10 +31,10 @@ def spy(monkeypatch) -> list:
     """Record (model file, batch sizes) of every ranges_from_batches call."""
     calls, real = [], calib.ranges_from_batches
 
-    def recording(model_path, input_name, batches, method):
+    def recording(model_path, input_name, batches, method, threads=None):
         batches = list(batches)
         calls.append((model_path.name, [len(b) for b in batches]))
-        return real(model_path, input_name, batches, method)
+        return real(model_path, input_name, batches, method, threads)
     monkeypatch.setattr(calib, "ranges_from_batches", recording)
     return calls
 
@@ -79,3 +79,42 @@ def test_a_graph_that_cannot_take_a_batch_is_calibrated_one_image_per_run(tmp_pa
     ranges = calib.measured_ranges(graph.file, open_images("fashion-mnist-mini", "train"), graph, NORM,
                                    CalibSettings(images=40))
     assert calls == [("baked-batched.onnx", [32, 8]), ("baked.onnx", [1] * 40)] and "flat" in ranges
+
+
+def test_build_calibrates_its_graphs_side_by_side_with_the_ranges_of_one_after_the_other(tmp_path_factory,
+                                                                                         monkeypatch):
+    """build.ort.prepare_int8: graphs without a cache are calibrated in worker threads (one-thread sessions),
+    each pre-processed once for both INT8 targets; the ranges equal a sequential calibration's."""
+    import threading
+
+    from edgeres.build import build
+    from edgeres.build import ort as build_ort
+    export_dir = tiny_export(tmp_path_factory, "calib-parallel")
+    export = read_export(export_dir)
+    where, real_calibrate = [], calib.calibrate
+    preprocessed, real_preprocess = [], build_ort.preprocess
+
+    def calibrate(*args, **kwargs):
+        where.append((args[1].resolution, threading.current_thread().name, args[-1] if len(args) > 5 else None))
+        return real_calibrate(*args, **kwargs)
+
+    def counted_preprocess(src, *args, **kwargs):
+        preprocessed.append(src.name)
+        return real_preprocess(src, *args, **kwargs)
+    monkeypatch.setattr(build_ort, "calibrate", calibrate)
+    monkeypatch.setattr(build_ort, "preprocess", counted_preprocess)
+    monkeypatch.setattr("edgeres.runtimes.base.usable_cpus", lambda: 2)
+    build(export_dir, export_dir, ["ort-int8", "int8-qdq"], calib_images=64, evaluate=False)
+    workers = [(res, threads) for res, name, threads in where if name.startswith("edgeres-calib")]
+    assert sorted(workers) == [(16, 1), (28, 1)]  # one graph per worker, one ORT thread each
+    assert sorted(preprocessed) == ["tiny-16.onnx", "tiny-28.onnx"]  # once per graph, not once per target
+    for graph in graph_entries(export):
+        cached = calib.load_ranges(calib.cache_file(export_dir / "calib", graph, "minmax"),
+                                   calib.calib_key(graph, CalibSettings(images=64), calib.selection_fingerprint(
+                                       open_images("fashion-mnist-mini", "train"), 64)))
+        pre = preprocess(graph.file, tmp_path_factory.mktemp("seq") / "pre.onnx", static=True)
+        sequential = calib.measured_ranges(pre, open_images("fashion-mnist-mini", "train"), graph, export,
+                                           CalibSettings(images=64))
+        assert cached.keys() == sequential.keys() and len(cached) > 3
+        for name in cached:  # one vs two intra-op threads: the same floats up to summation order
+            np.testing.assert_allclose(cached[name], sequential[name], rtol=1e-5, atol=1e-6)

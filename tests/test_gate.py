@@ -88,3 +88,39 @@ def test_a_changed_graph_is_gated_with_a_note(field, theirs, mine):
     assert sorted(r.key[1] for r in compare(base, slower).of("regressed")) == [32, 48, 64]
     current["rows"][1][field] = theirs
     assert not [n for n in compare(base, current).notes if "graph changed" in n]
+
+
+def with_pairs(report: dict, ratio: float, seed: int) -> dict:
+    """`report` with paired burst ratios around `ratio` (5 bursts, 1% noise) on every row."""
+    rng = np.random.default_rng(seed)
+    for row in report["rows"]:
+        row["reference_ratios"] = list(ratio * rng.lognormal(0, 0.01, 5))
+    return report
+
+
+def test_consensus_regresses_only_when_both_normalisers_agree():
+    base = [with_pairs(fake_report(i), 1.0, i) for i in range(3)]
+    # the model is 25% slower: raw p50, normalised p50 and paired ratio all move
+    slower = compare(base, with_pairs(fake_report(9, slowdown=1.25), 1.25, 9), "consensus")
+    assert not slower.passed and len(slower.of("regressed")) == 3
+    for r in slower.rows:
+        normalised, paired = r.parts
+        assert 20 < normalised < 30 and 22 < paired < 28 and r.change_pct == min(normalised, paired)
+    # the GEMM reference ran 30% faster (normalised +43%) while the model and its paired ratio did not move
+    lucky_gemm = with_pairs(fake_report(9), 1.0, 9)
+    lucky_gemm["reference"]["stats"] = {k: v * 0.7 for k, v in lucky_gemm["reference"]["stats"].items()}
+    assert not compare(base, lucky_gemm, "p50", normalize=True).passed
+    agreed = compare(base, lucky_gemm, "consensus")
+    assert agreed.passed and all(abs(r.change_pct) < 3 for r in agreed.rows), agreed.summary()
+    # the two disagree in sign (paired 20% slower, normalised 30% faster): no agreed change at all
+    split = compare(base, with_pairs(fake_report(9, slowdown=0.7), 1.2, 9), "consensus")
+    assert split.passed and [r.change_pct for r in split.rows] == [0.0, 0.0, 0.0]
+    assert "consensus" in split.summary()
+
+
+def test_consensus_keeps_missing_and_new_rows():
+    base = [with_pairs(fake_report(0), 1.0, 0)]
+    current = with_pairs(fake_report(1, res=(64, 48)), 1.0, 1)
+    current["rows"].append({**current["rows"][0], "resolution": 96})
+    verdicts = {r.key[1]: r.verdict for r in compare(base, current, "consensus").rows}
+    assert verdicts == {64: "pass", 48: "pass", 32: "missing", 96: "new"}

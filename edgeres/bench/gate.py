@@ -4,6 +4,8 @@ A row is (target, resolution, batch, backend). change % = (current / baseline - 
 statistic. Verdicts: `regressed` (change > max_regression), `improved` (change < -max_regression), `pass`,
 `missing` (in the baseline only), `new` (in the current report only). Normalised mode divides every latency
 by the same statistic of the same report's reference GEMM first, so a uniformly faster or slower machine cancels out.
+The paired statistic compares ratios to a reference CNN timed beside every run; consensus requires both
+normalisers to agree that a row moved.
 """
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,11 @@ VERDICTS = ("regressed", "missing", "improved", "new", "pass")
 # Statistic of the paired mode: the median over bursts of each burst's median run / reference-run ratio, the
 # reference CNN having run beside every run (bench paired=True). Chosen by benchmarks/gate_power.py.
 PAIRED = "paired"
-GATE_STATISTICS = (*STATISTICS, PAIRED)
+# A row regresses only when both normalisers agree: its GEMM-normalised p50 and its paired ratio each changed
+# by more than the limit. Each reference tracked the machine worse than the other on some CPU and load
+# (benchmarks/CI_GATE.md); a true slowdown moves both, while noise seldom moves both the same way at once.
+CONSENSUS = "consensus"
+GATE_STATISTICS = (*STATISTICS, PAIRED, CONSENSUS)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class RowVerdict:
     baseline: float | None = None  # the statistic (ms, or a ratio to the reference in normalised mode)
     current: float | None = None
     change_pct: float | None = None
+    parts: tuple | None = None  # consensus only: (GEMM-normalised p50 change %, paired change %)
 
     def label(self) -> str:
         target, res, batch, backend = self.key
@@ -60,7 +67,8 @@ class GateResult:
         return {"passed": self.passed, "statistic": self.statistic, "max_regression_pct": self.max_regression_pct,
                 "normalized": self.normalized, "fail_on_missing": self.fail_on_missing, "notes": self.notes,
                 "rows": [{"key": list(r.key), "verdict": r.verdict, "baseline": r.baseline, "current": r.current,
-                          "change_pct": r.change_pct} for r in self.rows]}
+                          "change_pct": r.change_pct, **({"parts_pct": list(r.parts)} if r.parts else {})}
+                         for r in self.rows]}
 
 
 def row_key(row: dict) -> tuple:
@@ -71,6 +79,8 @@ def row_values(report: dict, statistic: str = "p50", normalize: bool = False) ->
     """key -> statistic of each row (ms), divided by the same statistic of the report's reference GEMM when normalising."""
     if statistic == PAIRED:
         return {key: _median(ratios) for key, ratios in paired_ratios([report]).items()}
+    if statistic == CONSENSUS:
+        raise EdgeresError("the consensus gate compares two statistics per row: use compare(), not row_values()")
     if statistic not in STATISTICS:
         raise EdgeresError(f"unknown statistic {statistic!r}: valid are {', '.join(GATE_STATISTICS)}")
     scale = 1.0
@@ -92,6 +102,8 @@ def compare(baseline: dict | list[dict], current: dict, statistic: str = "p50", 
     recordings = baseline if isinstance(baseline, list) else [baseline]
     for recording in recordings:
         check_comparable(recording, current["rows"])
+    if statistic == CONSENSUS:
+        return _consensus(recordings, current, max_regression, fail_on_missing)
     base = baseline_values(recordings, statistic, normalize)
     if statistic == PAIRED:
         check_same_reference(recordings, current)
@@ -100,6 +112,24 @@ def compare(baseline: dict | list[dict], current: dict, statistic: str = "p50", 
     rows = [_verdict(k, base.get(k), cur.get(k), max_regression) for k in sorted(set(base) | set(cur), key=str)]
     rows.sort(key=lambda r: (VERDICTS.index(r.verdict), -(r.change_pct or 0.0)))
     return GateResult(rows, statistic, max_regression, normalize, fail_on_missing, _notes(baseline, current))
+
+
+def _consensus(recordings: list[dict], current: dict, limit: float, fail_on_missing: bool) -> GateResult:
+    """Per row, the change both gates agree on: the median of (normalised change, paired change, 0), i.e. the
+    smaller one when both point the same way and 0 when they disagree; its verdict follows from that change."""
+    normalised = {r.key: r for r in compare(recordings, current, "p50", limit, True).rows}
+    paired = {r.key: r for r in compare(recordings, current, PAIRED, limit).rows}
+    rows = []
+    for key in sorted(normalised, key=str):
+        a, b = normalised[key], paired.get(key)
+        if a.change_pct is None or b is None or b.change_pct is None:
+            rows.append(a)  # missing or new: the same in both
+            continue
+        change = sorted((a.change_pct, b.change_pct, 0.0))[1]
+        verdict = "regressed" if change > limit else "improved" if change < -limit else "pass"
+        rows.append(RowVerdict(key, verdict, None, None, change, (a.change_pct, b.change_pct)))
+    rows.sort(key=lambda r: (VERDICTS.index(r.verdict), -(r.change_pct or 0.0)))
+    return GateResult(rows, CONSENSUS, limit, False, fail_on_missing, _notes(recordings[0], current))
 
 
 def check_comparable(baseline: dict, rows: list[dict]) -> None:

@@ -1,7 +1,8 @@
 """Facts about the measuring machine, recorded in every report so numbers compare honestly."""
-import os
 import platform
 from importlib import metadata
+
+from edgeres.runtimes.base import usable_cpus
 
 LIBRARIES = ("edgeres", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "pycuda")
 
@@ -28,13 +29,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def machine_info(device: str, threads: int | None, provider: str, device_name: str | None = None) -> dict:

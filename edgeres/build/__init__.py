@@ -8,6 +8,7 @@ ONNX Runtime can run and measure; TensorRT (`trt-*`) only turns those graphs int
 No torch: this stage runs on the Jetson too.
 """
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -64,11 +65,14 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
     calib = CalibSettings(calib_method, calib_images, calib_data, Path(calib_dir) if calib_dir else None)
     check_calibration_data(order, calib, export, graphs)
     images = open_eval_images(export, data, graphs) if evaluate else None
-    with staged_dir(out, MARKERS, "build", keep=None) as root:
+    with staged_dir(out, MARKERS, "build", keep=None) as root, tempfile.TemporaryDirectory(prefix="edgeres-") as tmp:
         stage, calib = staging.begin(root, out, calib)
         base = BuildContext(export, export.directory, root, "", calib, data,
                             {**(options or {}), "eval_images": eval_images})
         preflight(base, graphs, recalibrate)
+        if any(t.name in CALIBRATED for t in order):
+            from edgeres.build.ort import prepare_int8
+            prepare_int8(base, graphs, Path(tmp))
         rows = [row_for(t, graph, run_builder(t, base, graph), images, base, stage)
                 for t in order for graph in graphs]
         body = manifest_body(export, data, kept_rows(out, export.path, rows) + rows, out)
@@ -128,7 +132,7 @@ def preflight(ctx: BuildContext, graphs: list[GraphEntry], recalibrate: bool) ->
 
 def run_builder(target: Target, base: BuildContext, graph: GraphEntry) -> BuildOutput:
     ctx = BuildContext(base.export, base.export_dir, base.out, target.name, base.calib, base.data, base.options,
-                       base.built)
+                       base.built, base.prepared)
     artifact = resolve_builder(target)(ctx, graph)
     check_built(target.name, artifact.file, base.options)  # graphs meant for TensorRT must pass its rules
     base.built[(target.name, graph.resolution)] = artifact

@@ -80,8 +80,9 @@ def cache_file(cache_dir: Path, graph: GraphEntry, method: str) -> Path:
 
 
 def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, export: ExportManifest,
-              cache_dir: Path) -> Calibration:
-    """Ranges of `model_path` (the pre-processed `graph`), from the cache when its key matches exactly."""
+              cache_dir: Path, threads: int | None = None) -> Calibration:
+    """Ranges of `model_path` (the pre-processed `graph`), from the cache when its key matches exactly;
+    `threads`: intra-op threads of the calibration session (None: ORT's default)."""
     if settings.method not in METHODS:
         raise EdgeresError(f"unknown calibration method {settings.method!r}: choose one of {', '.join(METHODS)}")
     images = open_images(settings.data or export.data, "train")  # never the eval split: keep eval honest
@@ -90,7 +91,7 @@ def calibrate(model_path: Path, graph: GraphEntry, settings: CalibSettings, expo
     if path.exists():
         ranges = load_ranges(path, key)
     else:
-        ranges = measured_ranges(model_path, images, graph, export, settings)
+        ranges = measured_ranges(model_path, images, graph, export, settings, threads)
         write_json(path, {"key": key, "ranges": {name: list(r) for name, r in ranges.items()}})
     trt_cache, header = write_trt_cache(path.with_suffix(".trt-calib.cache"), ranges, graph.file)
     return Calibration(key, ranges, path, trt_cache, header)
@@ -170,7 +171,7 @@ def selection_fingerprint(images: ImageSet, n: int) -> str:
 
 
 def measured_ranges(model_path: Path, images: ImageSet, graph: GraphEntry, export: ExportManifest,
-                    settings: CalibSettings) -> dict:
+                    settings: CalibSettings, threads: int | None = None) -> dict:
     """Ranges from `settings.images` images, CALIB_BATCH at a time through a dynamic-batch copy of a static
     batch-1 graph (one image per run otherwise). A graph that cannot take the batch (a shape constant baked
     into it) is calibrated one image per run instead: the same images, the same ranges, only slower."""
@@ -178,13 +179,13 @@ def measured_ranges(model_path: Path, images: ImageSet, graph: GraphEntry, expor
     if batched is not None:
         try:
             batches = calibration_batches(images, graph, export, settings.images, CALIB_BATCH)
-            return ranges_from_batches(batched, graph.input_name, batches, settings.method)
+            return ranges_from_batches(batched, graph.input_name, batches, settings.method, threads)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types when a baked-in shape rejects N > 1
             reraise_interrupt(exc)  # not a failed batch: the user stopped the run while ORT was importing
             log.info("calibrating %s one image per run: its batched copy failed (%s)", graph.file.name,
                      str(exc).splitlines()[0][:120])
     batches = calibration_batches(images, graph, export, settings.images)
-    return ranges_from_batches(model_path, graph.input_name, batches, settings.method)
+    return ranges_from_batches(model_path, graph.input_name, batches, settings.method, threads)
 
 
 def calibration_batches(images: ImageSet, graph: GraphEntry, export: ExportManifest, n: int,
@@ -214,7 +215,7 @@ class _Reader:
         return None if batch is None else {self.input_name: batch}
 
 
-def ranges_from_batches(model_path: Path, input_name: str, batches, method: str) -> dict:
+def ranges_from_batches(model_path: Path, input_name: str, batches, method: str, threads: int | None = None) -> dict:
     """tensor name -> (lowest, highest) measured by ORT's calibrator (asymmetric ranges, so one
     calibration serves both U8 and symmetric S8 activations)."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
@@ -225,18 +226,18 @@ def ranges_from_batches(model_path: Path, input_name: str, batches, method: str)
     with tempfile.TemporaryDirectory(prefix="edgeres-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
         calibrator = create_calibrator(Path(model_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=ort_method, extra_options=options)
-        calibrator.infer_session = quiet_session(calibrator.augmented_model_path)
+        calibrator.infer_session = quiet_session(calibrator.augmented_model_path, threads)
         calibrator.collect_data(_Reader(input_name, batches))
         data = calibrator.compute_data()
     return {name: tuple(float(np.asarray(v).reshape(-1)[0]) for v in td.range_value) for name, td in data.items()}
 
 
-def quiet_session(augmented: str):
+def quiet_session(augmented: str, threads: int | None = None):
     """The calibrator's session as ORT makes it (no graph optimisation) but with spinning off: its idle threads
     busy-waited between the runs, and with them off calibration took 0.53x the time (paired, ResNet18 160 px
     on a shared 2-core box; 0.48x together with CALIB_BATCH). The ranges do not change."""
     from edgeres.runtimes.ort import ort_session
-    return ort_session(augmented, spinning=False, level="none")
+    return ort_session(augmented, threads, spinning=False, level="none")
 
 
 def tensors_data(ranges: dict, method: str):

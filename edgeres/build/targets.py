@@ -84,6 +84,7 @@ class BuildContext:
     data: str | None = None  # eval data (None = the export's data)
     options: Mapping[str, Any] = field(default_factory=dict)  # target-specific knobs (e.g. trt workspace)
     built: dict = field(default_factory=dict, compare=False)  # (target, resolution) -> BuildOutput, filled by build()
+    prepared: dict = field(default_factory=dict, compare=False)  # resolution -> pre-processed graph (ort.prepare_int8)
 
     def prerequisite(self, graph: GraphEntry) -> BuildOutput:
         """The artifact of this target's `needs` target at the graph's resolution (built earlier)."""

@@ -26,7 +26,8 @@ from edgeres.options import FiniteFloat, out_option, positive_ints, res_option, 
               help="Gate against this bench.json (repeat for several recordings of the baseline: pooled).")
 @click.option("--max-regression", type=FiniteFloat(min=0), default=10.0, show_default=True, help="Percent.")
 @click.option("--statistic", type=click.Choice(GATE_STATISTICS), default="p50", show_default=True,
-              help="paired: median ratio to the reference CNN timed beside every run (benchmarks/CI_GATE.md).")
+              help="paired: median ratio to the reference CNN timed beside every run. consensus: a row regresses "
+                   "only when its normalised p50 and its paired ratio both do (benchmarks/CI_GATE.md).")
 @click.option("--no-paired", is_flag=True, help="Do not time the paired reference CNN (half the time; no paired gate).")
 @click.option("--normalize", is_flag=True, help="Divide latencies by the reference GEMM timed in the same run.")
 @click.option("--fail-on-missing", is_flag=True, help="Baseline rows absent from this run fail the gate.")
@@ -77,14 +78,16 @@ def _print_gate(result) -> None:
     from rich.table import Table
 
     from edgeres.report.tables import wide_console
-    unit = "x ref" if result.normalized or result.statistic == "paired" else "ms"
+    unit = "x ref" if result.normalized or result.statistic in ("paired", "consensus") else "ms"
     table = Table(title=f"gate: {result.statistic} ({unit}), max regression {result.max_regression_pct:g}%")
     for column in ("row", "verdict", "baseline", "current", "change"):
         table.add_column(column, justify="left" if column in ("row", "verdict") else "right")
     for r in result.rows:
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
-        table.add_row(r.label(), r.verdict, fmt(r.baseline), fmt(r.current),
-                      "-" if r.change_pct is None else f"{r.change_pct:+.1f}%")
+        change = "-" if r.change_pct is None else f"{r.change_pct:+.1f}%"
+        if r.parts:  # consensus: the two changes it agreed on
+            change += f" (normalised {r.parts[0]:+.1f}%, paired {r.parts[1]:+.1f}%)"
+        table.add_row(r.label(), r.verdict, fmt(r.baseline), fmt(r.current), change)
     wide_console().print(table)
     for note in result.notes:
         click.echo(f"note: {note}")

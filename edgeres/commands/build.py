@@ -43,8 +43,10 @@ def _targets_help() -> str:
 @click.option("--trt-int8-mix", type=click.Choice(["fp16", "fp32"]), default=None,
               help="trt-int8 on TensorRT 10.x: layers outside Q/DQ in fp32 (strongly typed, the default) or fp16.")
 @click.option("--workspace-mib", type=click.IntRange(min=1), default=None, help="TensorRT builder workspace (MiB).")
+@click.option("--int8-full-range", is_flag=True,
+              help="ort-int8 with 8-bit weights (default 7-bit: exact on x86 CPUs without VNNI too).")
 def command(export_dir, targets, calib_data, calib_images, calib_method, calib_dir, recalibrate, res, out, data,
-            eval_images, no_eval, trt_version, profile_batches, trt_int8_mix, workspace_mib) -> None:
+            eval_images, no_eval, trt_version, profile_batches, trt_int8_mix, workspace_mib, int8_full_range) -> None:
     """Build deployable variants of EXPORT_DIR's graphs and record them, with ORT top-1, in OUT/build.json.
 
     \b
@@ -58,7 +60,8 @@ def command(export_dir, targets, calib_data, calib_images, calib_method, calib_d
     manifest = build(export_dir, out, list(targets), data=data, calib_images=calib_images,
                      calib_method=calib_method, eval_images=eval_images, calib_data=calib_data, calib_dir=calib_dir,
                      resolutions=res, recalibrate=recalibrate, evaluate=not no_eval,
-                     options=trt_options(trt_version, profile_batches, trt_int8_mix, workspace_mib))
+                     options={**trt_options(trt_version, profile_batches, trt_int8_mix, workspace_mib),
+                              **({"int8_full_range": True} if int8_full_range else {})})
     print_build_table(manifest, out)
     click.echo(f"next: edgeres bench {out} --device cpu", err=True)
 

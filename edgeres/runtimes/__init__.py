@@ -11,15 +11,16 @@ BACKENDS = ("ort", "trt", "torch")
 
 
 def open_runner(artifact, threads: int | None = None, provider: str = "CPUExecutionProvider",
-                spinning: bool = False) -> Runner:
+                spinning: bool = False, exact_int8: bool = False) -> Runner:
     """The runner for a manifests.artifacts.Artifact, by its backend ("ort", "trt", "torch").
 
     spinning=False by default: runners of several artifacts are used in turn (bench interleaving, cascade
     stages), and ORT's spinning idle threads would fight each other (see runtimes.ort.ort_session).
+    exact_int8: ORT's exact INT8 kernels on CPUs without VNNI (accuracy measurements; runtimes.ort.ort_session).
     """
     if artifact.backend == "ort":
         from edgeres.runtimes.ort import OrtRunner
-        return OrtRunner(artifact.file, threads, provider, spinning=spinning)
+        return OrtRunner(artifact.file, threads, provider, spinning=spinning, exact_int8=exact_int8)
     if artifact.backend == "torch":
         from edgeres.runtimes.torch_eager import TorchRunner
         device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"  # the bench's --device cuda

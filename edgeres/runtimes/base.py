@@ -8,6 +8,7 @@ A runner is one loaded model at one resolution:
   The bench times these through `edgeres.runtimes.timing`.
 - `close()` frees the session / engine / model.
 """
+import os
 from typing import Protocol
 
 import numpy as np
@@ -56,3 +57,11 @@ def batch_shape(shape, batch: int, what: str) -> tuple[int, ...]:
 
 class SkipCell(Exception):
     """This (artifact, batch) cannot be measured here, for the stated reason; the rest of the sweep goes on."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which a container or taskset narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
