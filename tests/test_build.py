@@ -119,6 +119,7 @@ def test_ort_int8_has_7_bit_weights_and_runs_exactly_on_the_fast_kernels(built):
                        if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
             assert max(int(np.abs(w).max()) for w in weights) == bound, (target, row["resolution"])
             assert ("7-bit" in row["weights"]) == (target == "ort-int8")
+            assert row["weight_bits"] == (7 if target == "ort-int8" else 8)
     for res, row in rows(manifest, "ort-int8").items():
         fast, exact = (OrtRunner(out / row["file"], threads=1, exact_int8=e).infer for e in (False, True))
         for x, _ in eval_batches(open_images("fashion-mnist-mini", "val"), res, MEAN, STD, 1.0, 1, limit=64):

@@ -25,17 +25,17 @@ def accuracy_json(graph: GraphEntry, scorer: Scorer, images: ImageSet, export: E
 
 
 def ort_accuracy_json(graph: GraphEntry, artifact: Path, images: ImageSet, export: ExportManifest,
-                      limit: int | None) -> dict:
+                      limit: int | None, exact_int8: bool = True) -> dict:
     """accuracy_json of an ONNX Runtime artifact, run in batches through its dynamic-batch copy when it has a
     static batch of 1 (build.batching: the same logits, 0.8x the time for ResNet18 INT8); `run_as` says
-    which ran."""
+    which ran. exact_int8: ORT's exact INT8 kernels (runtimes.ort.ort_session)."""
     from edgeres.build.batching import batched_scorer
     from edgeres.runtimes.ort import OrtRunner
 
     def opened(path: Path):
         # spinning off: 0.57x the time on a shared 2-core box (paired, ResNet18 INT8 at 224 px); exact INT8:
         # the graph's accuracy, not that of a CPU whose fast kernels saturate (runtimes.ort.ort_session)
-        return OrtRunner(path, spinning=False, exact_int8=True).infer
+        return OrtRunner(path, spinning=False, exact_int8=exact_int8).infer
     with tempfile.TemporaryDirectory(prefix="edgeres-eval-") as tmp:
         scorer, batch, how = batched_scorer(artifact, graph.input_shape, Path(tmp), opened)
         return accuracy_json(graph, scorer, images, export, limit, "onnxruntime-cpu", batch, how)

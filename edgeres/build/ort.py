@@ -68,6 +68,7 @@ def _int8(ctx: BuildContext, graph: GraphEntry, activation: str, options: dict,
             quantize_qdq(pre, out, calibration, activation, options, Path(tmp), reduce_range)
     extra = {"activations": "S8 symmetric" if options["ActivationSymmetric"] else "U8 asymmetric",
              "weights": "S8 symmetric per-channel" + (", 7-bit range -64..64 (reduce_range)" if reduce_range else ""),
+             "weight_bits": 7 if reduce_range else 8,
              "biases": "float" if options.get("QuantizeBias") is False else "INT32 (quantized)"}
     return BuildOutput(path, get_target(ctx.target).precision, calibration=calibration.to_json(), extra=extra)
 
