@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from edgeres._io import atomic_path
-from edgeres.build.calib import Calibration, calibrate, tensors_data
+from edgeres.build.calib import Calibration, cache_file, calibrate, tensors_data
 from edgeres.build.targets import BuildContext, BuildOutput, GraphEntry, get_target
 from edgeres.errors import EdgeresError
 
@@ -84,18 +84,18 @@ def prepare_int8(ctx: BuildContext, graphs: list[GraphEntry], scratch: Path) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     from edgeres.runtimes.base import usable_cpus
-    from edgeres.build.calib import cache_file
     for graph in graphs:
         ctx.prepared[graph.resolution] = preprocess(graph.file, scratch / f"{graph.file.stem}.pre.onnx",
                                                     static=is_static(graph.input_shape))
     todo = [g for g in graphs if not cache_file(calib_dir(ctx), g, ctx.calib.method).exists()]
-    workers = min(len(todo), usable_cpus())
+    cpus = usable_cpus()
+    workers = min(len(todo), cpus)
     if workers < 2:
         return  # nothing to share out: the builder calibrates with every thread
     pool = ThreadPoolExecutor(workers, thread_name_prefix="edgeres-calib")
     try:
         futures = [pool.submit(calibrate, ctx.prepared[g.resolution], g, ctx.calib, ctx.export, calib_dir(ctx),
-                               max(1, usable_cpus() // workers)) for g in todo]
+                               cpus // workers) for g in todo]
         for future in futures:
             future.result()  # the first failure, in graph order, is the one reported
     finally:
@@ -142,6 +142,6 @@ def quantize_qdq(pre: Path, out: Path, calibration: Calibration, activation: str
     cache = tmp / f"ranges-{activation}.json"
     save_tensors_data(ranges, cache)
     quantize_static(str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                    calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache),
+                    activation_type=getattr(QuantType, activation), weight_type=QuantType.QInt8,
+                    reduce_range=reduce_range, calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache),
                     extra_options=dict(options))
