@@ -3,7 +3,7 @@
 Python twin of `edgeres bench`:
 
     report = edgeres.bench.bench("build/rsnet", device="cpu", out="build/rsnet/bench")
-    result = edgeres.bench.gate("benchmarks/baselines/cpu-tiny.json", report, normalize=True)
+    result = edgeres.bench.gate("benchmarks/baselines/cpu-tiny.json", report, statistic="consensus")
 
 Torch-free at import: PyTorch (eager backend) and TensorRT (cuda/jetson) load only when used.
 """
@@ -118,7 +118,7 @@ def gate(baseline, current: str | os.PathLike | dict, *, statistic: str = "p50",
          max_regression: float = 10.0, normalize: bool = False, fail_on_missing: bool = False) -> GateResult:
     """Compare a bench report with a baseline (paths to bench.json or report dicts; `baseline` may be a list of
     several recordings of it, pooled); see `edgeres.bench.gate.compare`. The recipe benchmarks/gate_power.py
-    measured: normalize=True (p50) over 3 recordings at 10% (benchmarks/CI_GATE.md)."""
+    measured: statistic="consensus" over 3 recordings at 10% (benchmarks/CI_GATE.md)."""
     from edgeres.manifests.bench import read_bench
     load = (lambda r: r if isinstance(r, dict) else read_bench(r))
     recordings = [load(b) for b in baseline] if isinstance(baseline, (list, tuple)) else load(baseline)

@@ -45,7 +45,7 @@ def command(directory, device, targets, res, batch, backends, threads, min_runs,
       edgeres bench build/rsnet                                  # ORT CPU, all targets
       edgeres bench build/rsnet --backend ort --backend torch    # ... plus the PyTorch eager RS-Net
       edgeres bench build/rsnet --device jetson --target trt-fp16
-      edgeres bench ci/tiny --baseline benchmarks/baselines/cpu-tiny.json --normalize
+      edgeres bench ci/tiny --baseline benchmarks/baselines/cpu-tiny.json --statistic consensus
     """
     from pathlib import Path
 
