@@ -47,6 +47,9 @@ def write_result(name: str, result: dict, markdown: str) -> None:
     from pathlib import Path
 
     from edgeres._io import write_json, write_text
+    if not name or Path(name).name != name or name.startswith("."):
+        raise SystemExit(f"--name {name!r}: give a plain file name (no folder, no leading dot); results go to "
+                         "benchmarks/results/")
     results = Path(__file__).resolve().parent / "results"
     write_json(results / f"{name}.json", result)
     write_text(results / f"{name}.md", markdown)

@@ -123,9 +123,19 @@ def staged_dir(out: str | os.PathLike, markers: Sequence[str], stage: str,
     out = check_out_dir(out, markers, stage)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        yield tmp
+        try:
+            yield tmp
+        except EdgeresError as error:
+            raise in_user_terms(error, tmp, out) from None
         if keep is not None:
             carry_over(out, tmp, keep)
+
+
+def in_user_terms(error: EdgeresError, staging: Path, out: Path) -> EdgeresError:
+    """`error` naming `out` where it names the staging copy it was raised in: that path is gone by the time
+    the user reads the line (e.g. a stale calibration cache under <out>/calib, carried into the staging dir)."""
+    text = str(error)
+    return type(error)(text.replace(str(staging), str(out))) if str(staging) in text else error
 
 
 def carry_over(old: Path, new: Path, keep: Callable[[str], bool] = lambda name: True) -> list[str]:

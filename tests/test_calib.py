@@ -44,8 +44,9 @@ def test_stale_cache_from_another_graph_is_refused_then_replaced(calibrated):
     stale = cached(calibrated, 16)
     stale["key"]["graph_sha256"] = "0" * 64  # as if the graph had been re-exported since
     path.write_text(json.dumps(stale))
-    with pytest.raises(EdgeresError, match="does not match this build \\(graph_sha256 '0000"):
+    with pytest.raises(EdgeresError, match="does not match this build \\(graph_sha256 '0000") as err:
         build(calibrated, calibrated, ["int8-qdq"], calib_images=64, resolutions="16", evaluate=False)
+    assert f"calibration cache {path} does not match" in str(err.value)  # the user's file, not a staging copy
     build(calibrated, calibrated, ["int8-qdq"], calib_images=64, resolutions="16", evaluate=False, recalibrate=True)
     assert cached(calibrated, 16)["key"]["graph_sha256"] != "0" * 64
 
