@@ -123,19 +123,24 @@ def staged_dir(out: str | os.PathLike, markers: Sequence[str], stage: str,
     out = check_out_dir(out, markers, stage)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        try:
+        with errors_naming(tmp, out):
             yield tmp
-        except EdgeresError as error:
-            raise in_user_terms(error, tmp, out) from None
         if keep is not None:
             carry_over(out, tmp, keep)
 
 
-def in_user_terms(error: EdgeresError, staging: Path, out: Path) -> EdgeresError:
-    """`error` naming `out` where it names the staging copy it was raised in: that path is gone by the time
-    the user reads the line (e.g. a stale calibration cache under <out>/calib, carried into the staging dir)."""
-    text = str(error)
-    return type(error)(text.replace(str(staging), str(out))) if str(staging) in text else error
+@contextlib.contextmanager
+def errors_naming(staged: Path, final: Path) -> Iterator[None]:
+    """EdgeresErrors raised inside name `final` where they named `staged`: a staging copy is gone by the time
+    the user reads the line (e.g. a stale calibration cache under <out>/calib, carried into the copy)."""
+    try:
+        yield
+    except EdgeresError as error:
+        text = str(error)
+        if str(staged) not in text:
+            raise
+        renamed = type(error)(text.replace(str(staged), str(final)))
+        raise renamed.with_traceback(error.__traceback__) from error.__cause__
 
 
 def carry_over(old: Path, new: Path, keep: Callable[[str], bool] = lambda name: True) -> list[str]:

@@ -99,3 +99,18 @@ def test_calibration_images_are_a_fixed_spread_over_classes():
     assert len(set(images.labels[idx])) == 10
     with pytest.raises(EdgeresError, match="at least 1"):
         selection_indices(10, 0)
+
+
+def test_stale_cache_in_an_outside_calib_dir_is_named_where_the_user_keeps_it(calibrated, tmp_path):
+    """--calib-dir outside the output is staged inside the build's copy; the error names the user's file."""
+    import shutil
+    shutil.copytree(calibrated / "calib", tmp_path / "caches")
+    path = tmp_path / "caches" / "tiny-16.minmax.json"
+    stale = json.loads(path.read_text())
+    stale["key"]["graph_sha256"] = "0" * 64
+    path.write_text(json.dumps(stale))
+    with pytest.raises(EdgeresError) as err:
+        build(calibrated, tmp_path / "out", ["ort-int8"], calib_images=64, calib_dir=tmp_path / "caches",
+              resolutions="16", evaluate=False)
+    assert f"calibration cache {path} does not match" in str(err.value)
+    assert not (tmp_path / "out").exists()  # nothing half-written where the build was going

@@ -67,17 +67,18 @@ def build(export_dir: str | os.PathLike, out: str | os.PathLike, targets: Sequen
     images = open_eval_images(export, data, graphs) if evaluate else None
     with staged_dir(out, MARKERS, "build", keep=None) as root, tempfile.TemporaryDirectory(prefix="edgeres-") as tmp:
         stage, calib = staging.begin(root, out, calib)
-        base = BuildContext(export, export.directory, root, "", calib, data,
-                            {**(options or {}), "eval_images": eval_images})
-        preflight(base, graphs, recalibrate)
-        if any(t.name in CALIBRATED for t in order):
-            from edgeres.build.ort import prepare_int8
-            prepare_int8(base, graphs, Path(tmp))
-        rows = [row_for(t, graph, run_builder(t, base, graph), images, base, stage)
-                for t in order for graph in graphs]
-        body = manifest_body(export, data, kept_rows(out, export.path, rows) + rows, out)
-        write_build(root / "build.json", body)
-        staging.publish(stage)
+        with staging.errors_name_external_calib(stage):
+            base = BuildContext(export, export.directory, root, "", calib, data,
+                                {**(options or {}), "eval_images": eval_images})
+            preflight(base, graphs, recalibrate)
+            if any(t.name in CALIBRATED for t in order):
+                from edgeres.build.ort import prepare_int8
+                prepare_int8(base, graphs, Path(tmp))
+            rows = [row_for(t, graph, run_builder(t, base, graph), images, base, stage)
+                    for t in order for graph in graphs]
+            body = manifest_body(export, data, kept_rows(out, export.path, rows) + rows, out)
+            write_build(root / "build.json", body)
+            staging.publish(stage)
     return body
 
 

@@ -6,12 +6,13 @@ the copy while the previous build stays byte-identical until the swap; a failed 
 as it was. A calibration directory outside the output (`--calib-dir`) is staged the same way, inside the copy,
 and its new or replaced caches are published there only once every target has been built.
 """
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeres._io import carry_over, relative_to, write_bytes
+from edgeres._io import carry_over, errors_naming, relative_to, write_bytes
 from edgeres.build.targets import CalibSettings
 
 EXTERNAL_CALIB = ".calib-dir"  # inside the staging copy; removed before the swap
@@ -62,3 +63,10 @@ def publish(stage: Stage) -> None:
         if not (target.exists() and os.path.samefile(target, path)):
             write_bytes(target, path.read_bytes())
     shutil.rmtree(staged)
+
+
+def errors_name_external_calib(stage: Stage):
+    """Errors about a staged --calib-dir cache name the user's calibration directory (the copy is internal)."""
+    if stage.external_calib is None:
+        return contextlib.nullcontext()
+    return errors_naming(stage.root / EXTERNAL_CALIB, stage.external_calib)
