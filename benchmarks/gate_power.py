@@ -32,7 +32,7 @@ THRESHOLDS = (8.0, 10.0, 12.0, 15.0, 20.0)
 # (name, statistic, normalize, recordings used as one baseline)
 CANDIDATES = (("raw p50, 1 recording", "p50", False, 1), ("raw p50, 3 recordings", "p50", False, 3),
               ("raw median_of_medians, 3 recordings", "median_of_medians", False, 3),
-              ("GEMM-normalised p50, 1 recording (old recipe)", "p50", True, 1),
+              ("GEMM-normalised p50, 1 recording (issue 15's recipe)", "p50", True, 1),
               ("GEMM-normalised p50, 3 recordings", "p50", True, 3),
               ("paired reference CNN, 1 recording", "paired", False, 1),
               ("paired reference CNN, 3 recordings", "paired", False, 3),
