@@ -15,7 +15,6 @@ Writes benchmarks/results/<--name>.{json,md}.
 """
 import argparse
 import contextlib
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -42,42 +41,43 @@ def build_all(checkpoint: Path, work: Path, res: str, data: str | None) -> None:
           options={"int8_full_range": True})
 
 
-def predictions(work: Path, column: str, res: int, data: str | None, limit: int | None) -> tuple:
-    """(top-1 class per image, labels) of one graph on the stratified val subset."""
-    from edgeres.data import eval_batches, open_images
-    from edgeres.evaluate import subset
+def open_graphs(work: Path, res: int) -> tuple[dict, object]:
+    """column -> runner of that graph at `res` (one ORT thread), and the build manifest (the same export's)."""
     from edgeres.manifests.artifacts import read_artifacts
     from edgeres.runtimes import open_runner
-    folder, target, exact = GRAPHS[column]
-    manifest, artifacts = read_artifacts(work / folder)
-    artifact = next(a for a in artifacts if a.target == target and a.resolution == res)
-    images = open_images(data or manifest.data, "val")
-    pre = manifest.preprocessing
-    runner = open_runner(artifact, threads=1, exact_int8=exact)
-    try:
-        batches = eval_batches(images, res, pre.mean, pre.std, pre.crop_ratio, runner.static_batch or 64,
-                               indices=subset(images, limit))
-        pairs = [(runner.infer(x).argmax(1), y) for x, y in batches]
-    finally:
-        runner.close()
-    return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])
-
-
-def interval(hits: int, n: int) -> float:
-    """Half-width (points) of the normal-approximation 95% interval of a proportion hits/n."""
-    p = hits / n
-    return 100 * 1.96 * math.sqrt(max(p * (1 - p), 1 / n) / n)
+    listed = {folder: read_artifacts(work / folder) for folder in {f for f, _, _ in GRAPHS.values()}}
+    runners = {}
+    for column, (folder, target, exact) in GRAPHS.items():
+        artifact = next(a for a in listed[folder][1] if a.target == target and a.resolution == res)
+        runners[column] = open_runner(artifact, threads=1, exact_int8=exact)
+    return runners, listed["b7"][0]
 
 
 def row(work: Path, res: int, data: str | None, limit: int | None) -> dict:
-    preds = {c: predictions(work, c, res, data, limit) for c in GRAPHS}
-    labels, fp32 = preds["fp32"][1], preds["fp32"][0]
+    """Every graph on the same stratified val subset, each batch preprocessed once for all of them."""
+    from edgeres.data import eval_batches, open_images
+    from edgeres.evaluate import Accuracy, subset
+    runners, manifest = open_graphs(work, res)
+    try:
+        images, pre = open_images(data or manifest.data, "val"), manifest.preprocessing
+        (batch,) = {r.static_batch or 64 for r in runners.values()}  # graphs of one export share their batch
+        preds, labels = {c: [] for c in runners}, []
+        for x, y in eval_batches(images, res, pre.mean, pre.std, pre.crop_ratio, batch, indices=subset(images, limit)):
+            labels.append(y)
+            for column, runner in runners.items():
+                preds[column].append(runner.infer(x).argmax(1))
+    finally:
+        for runner in runners.values():
+            runner.close()
+    labels = np.concatenate(labels)
+    preds = {c: np.concatenate(p) for c, p in preds.items()}
     n = len(labels)
     out = {"resolution": res, "images": n}
-    for column, (p, _) in preds.items():
-        correct, flips = int((p == labels).sum()), int((p != fp32).sum())
-        out[column] = {"top1": round(100 * correct / n, 2), "top1_ci95": round(interval(correct, n), 2),
-                       "differs_from_fp32_pct": round(100 * flips / n, 2)}
+    for column, p in preds.items():
+        accuracy = Accuracy(100 * float((p == labels).mean()), float("nan"), n)  # top-5 not measured
+        low, high = accuracy.top1_interval()
+        out[column] = {"top1": round(accuracy.top1, 2), "top1_ci95": [round(low, 2), round(high, 2)],
+                       "differs_from_fp32_pct": round(100 * float((p != preds["fp32"]).mean()), 2)}
     return out
 
 
@@ -85,17 +85,18 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     cols = list(GRAPHS)
     lines = ["# ort-int8: 7-bit (default) vs 8-bit weights, top-1 and disagreement with FP32", "",
-             f"CPU: {m['cpu_model']} ({isa_text(m)}), ORT {m['libraries'].get('onnxruntime', '?')}, 1 thread. {m['shared']}.", "",
+             f"CPU: {m['cpu_model']} ({isa_text(m)}), ORT {m['libraries'].get('onnxruntime', '?')}, 1 thread. "
+             f"{m['shared']}.", "",
              f"Command: `{result['command']}`. One calibration ({result['calib']}) for both INT8 builds.", "",
              "| res | images | " + " | ".join(f"{c} top-1 %" for c in cols) + " | " +
              " | ".join(f"{c}: differs from FP32 %" for c in cols[1:]) + " |",
              "|" + "---|" * (2 + 2 * len(cols) - 1)]
     for r in result["rows"]:
-        tops = " | ".join(f"{r[c]['top1']:.2f} ± {r[c]['top1_ci95']:.2f}" for c in cols)
+        tops = " | ".join(f"{r[c]['top1']:.2f} ({r[c]['top1_ci95'][0]:.2f}-{r[c]['top1_ci95'][1]:.2f})" for c in cols)
         flips = " | ".join(f"{r[c]['differs_from_fp32_pct']:.2f}" for c in cols[1:])
         lines.append(f"| {r['resolution']} | {r['images']} | {tops} | {flips} |")
-    lines += ["", "± is the 95% interval of each top-1 alone; the graphs see the same images, so differences "
-              "between columns are tighter than that (the disagreement columns count them directly)."]
+    lines += ["", "In brackets: the 95% (Wilson) interval of each top-1 alone; the graphs see the same images, so "
+              "differences between columns are tighter than that (the disagreement columns count them directly)."]
     return "\n".join(lines) + "\n"
 
 
