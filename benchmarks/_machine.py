@@ -20,9 +20,17 @@ def lscpu_flags() -> set[str]:
 QUIET_NOTE = "2-core VM; nothing else of ours ran beside it"
 
 
+def result_name(name: str) -> str:
+    """A --name: a plain file name, so results stay in benchmarks/results/ (checked before anything is measured)."""
+    import argparse
+    if not name or os.path.basename(name) != name or name.startswith("."):
+        raise argparse.ArgumentTypeError(f"{name!r}: give a plain file name (no folder, no leading dot)")
+    return name
+
+
 def add_result_options(parser, name: str | None, name_help: str = "") -> None:
     """--name (results/NAME.{json,md}; None: the script derives it, as `name_help` says) and --machine-note."""
-    parser.add_argument("--name", default=name,
+    parser.add_argument("--name", default=name, type=result_name,
                         help="write benchmarks/results/NAME.{json,md} (default: " + (name or name_help) + ")")
     parser.add_argument("--machine-note", default=QUIET_NOTE,
                         help="what else shared the machine while this ran (recorded with the results)")
@@ -47,9 +55,6 @@ def write_result(name: str, result: dict, markdown: str) -> None:
     from pathlib import Path
 
     from edgeres._io import write_json, write_text
-    if not name or Path(name).name != name or name.startswith("."):
-        raise SystemExit(f"--name {name!r}: give a plain file name (no folder, no leading dot); results go to "
-                         "benchmarks/results/")
     results = Path(__file__).resolve().parent / "results"
     write_json(results / f"{name}.json", result)
     write_text(results / f"{name}.md", markdown)
