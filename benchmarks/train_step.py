@@ -12,6 +12,10 @@ both measured: the difference is the cost of the ensemble and distillation terms
         --res 28,24,20,16,12 --batch 64
 
 Writes benchmarks/results/train_step[_<arch>].{json,md}.
+
+glibc's malloc returns the multi step's larger peak to the kernel after every step and page-faults it back in
+the next (EPYC: 58k minor faults vs 7k for the singles); run it a second time with
+MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296 to see the steps without that cost.
 """
 import argparse
 import statistics
