@@ -1,6 +1,7 @@
 """Is the confidence cascade faster per image than the highest resolution alone, at <= 0.5 points less top-1?
 
-Not a test: the measurement of issue 15, part 2. Exports an RS-Net checkpoint at --res, builds --target, then
+Not a test: the measurement of issue 15, part 2. Exports an RS-Net checkpoint at --res (or takes an export
+or build directory), builds --target, then
 runs `edgeres.choose.evaluate_cascade` (thresholds tuned on one stratified half of the val images, every
 number measured on the other half) for each ORT setting (intra-op threads x spinning). Every timed call
 starts from the decoded image and pays the resize/crop/normalise of each stage it runs; the three methods
@@ -11,6 +12,10 @@ measures the order's effect), so drift on a shared CPU hits them alike. Goal: ca
     # the converged benchmark's RS-Net (seed 0) on its own test images (the first 8000 of Fashion-MNIST's test file)
     PYTHONPATH=. .venv/bin/python benchmarks/cascade_speed.py /tmp/edgeres-converged/full/RS-Net-lr0.1-seed0 \
         --data /tmp/edgeres-converged/fashion-mnist-test8000 --trust-arch fmnist_cnn:build
+
+    # the same through the TensorRT runner, on a Jetson or GPU host with TensorRT (no torch there: export the
+    # checkpoint on a host with `edgeres export`, copy the export directory over, and pass it instead)
+    python3 benchmarks/cascade_speed.py <export dir> --data <dir> --target trt-fp16 --name cascade_speed_trt_<device>
 
 Writes benchmarks/results/cascade_speed.{json,md}.
 """
@@ -29,13 +34,26 @@ from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE  # noqa: E402
 
 # (intra-op threads, spinning, fit_threads: a stage measured faster on one thread runs on one)
 SETTINGS = ((1, False, False), (2, False, False), (2, False, True), (2, True, True))
+ENGINE_SETTINGS = ((None, False, False),)  # an engine has no intra-op threads: one setting
 
 
-def built(checkpoint: Path, work: Path, res: str, target: str, data: str) -> Path:
+def settings_for(target: str) -> tuple:
+    from edgeres.build.targets import get_target
+    return ENGINE_SETTINGS if get_target(target).backend == "trt" else SETTINGS
+
+
+def built(source: Path, work: Path, res: str, target: str, data: str) -> Path:
+    """The build directory to measure: `source` itself when it is one; else `source` (an export directory, or a
+    checkpoint exported here at `res`) built for `target`. A Jetson has no torch: export on a host, pass the
+    export (or a build with engines) there."""
     from edgeres.build import build
-    from edgeres.export import export
-    export(checkpoint, work / "export", resolutions=res, data=data)
-    build(work / "export", work / "build", [target], data=data, calib_data=data, evaluate=False)
+    if (source / "build.json").is_file():
+        return source
+    if not (source / "export.json").is_file():
+        from edgeres.export import export
+        export(source, work / "export", resolutions=res, data=data)
+        source = work / "export"
+    build(source, work / "build", [target], data=data, calib_data=data, evaluate=False)
     return work / "build"
 
 
@@ -59,6 +77,8 @@ def one_setting(build_dir: Path, args, threads: int, spinning: bool, fit: bool) 
 
 def threads_text(setting: dict) -> str:
     per_stage = "/".join(str(t) for t in setting.get("stage_threads", []))
+    if setting["threads"] is None:
+        return "n/a (engine)"
     return f"{setting['threads']}" + (f", fitted ({per_stage})" if setting.get("fit_threads") else "")
 
 
@@ -90,7 +110,7 @@ def markdown(result: dict) -> str:
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
     """The checkpoint and what `built` needs to export and build it (cascade_blocks.py takes the same)."""
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="an RS-Net checkpoint, or an export or build directory")
     parser.add_argument("--data", required=True)
     parser.add_argument("--res", default="28,24,20,16,12")
     parser.add_argument("--target", default="ort-fp32")
@@ -118,7 +138,7 @@ def main() -> None:
                   "max_drop": args.max_drop, "margin_se": args.margin_se, "block": args.block,
                   "checkpoint": args.checkpoint}
         build_dir = built(Path(args.checkpoint), Path(work), args.res, args.target, args.data)
-        result["settings"] = [one_setting(build_dir, args, t, s, fit) for t, s, fit in SETTINGS]
+        result["settings"] = [one_setting(build_dir, args, t, s, fit) for t, s, fit in settings_for(args.target)]
     write_result(args.name, result, markdown(result))
 
 

@@ -347,3 +347,29 @@ def test_device_check_off_device_exits_with_one_line(argv, hidden, expected):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 1 and run.stdout == "" and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith(expected)
+
+
+def test_cascade_runs_on_engines_and_answers_as_the_graphs_they_were_built_from(tmp_path_factory, tmp_path,
+                                                                                 monkeypatch):
+    from edgeres.choose import evaluate_cascade
+    from edgeres.choose.cascade import CascadeRunner
+    from edgeres.data import open_images
+    export = tiny_export(tmp_path_factory, "engine-cascade")
+    trt = on_device(monkeypatch, tmp_path, "10.3.0")
+    build(export, export, ["ort-fp32", "trt-fp16"], evaluate=False)
+    images = open_images("fashion-mnist-mini", "val")
+    engines = CascadeRunner.from_manifest(export, [0.6], target="trt-fp16")
+    graphs = CascadeRunner.from_manifest(export, [0.6], target="ort-fp32")
+    got, expected = ([runner(images.image(i)) for i in range(60)] for runner in (engines, graphs))
+    assert all(isinstance(stage._runner, runtime_trt.TrtRunner) for stage in engines.stages)
+    # the stand-in computes each engine with the FP32 graph it was built from: the same answers, stage by stage
+    assert [(r.prediction, r.stage) for r in got] == [(r.prediction, r.stage) for r in expected]
+    assert {r.stage for r in got} == {0, 1}, "the threshold should send some images on and answer others early"
+    def gpu_ms():  # each launch advances its stream's clock
+        return sum(stream.clock_ms for stream in trt.device.streams.values())
+    before = gpu_ms()
+    report = evaluate_cascade(export, target="trt-fp16", limit=200, fit_threads=False, out=tmp_path / "cascade")
+    assert gpu_ms() > before  # the tuning and the timed comparison ran the engines, not the graphs
+    saved = json.loads((tmp_path / "cascade" / "cascade.json").read_text())
+    assert saved["source"]["target"] == "trt-fp16" and [s["resolution"] for s in saved["stages"]] == [16, 28]
+    assert all(np.isfinite(r.p99_latency_ms) and r.p99_latency_ms >= r.p50_latency_ms > 0 for r in report.rows)
