@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from edgeres._io import relative_to, sha256_file, staged_dir
 from edgeres.bench.gate import GateResult, check_comparable, compare
-from edgeres.bench.machine import gemm_summary, machine_info
+from edgeres.bench.machine import cpus_busy, gemm_summary, machine_info, warn_if_contended
 from edgeres.bench.worker import cell_key, measure
 from edgeres.errors import EdgeresError, EdgeresUsageError
 from edgeres.manifests.artifacts import (
@@ -74,11 +74,20 @@ def bench(manifest_dir: str | os.PathLike, *, device: str = "cpu", targets: Sequ
             "reference_sides": _reference_sides(artifacts, batch_sizes, reference_from) if paired else {},
             "trusted_archs": _trusted_factories(artifacts)}
     if out is None:
-        return _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
+        return _measured(source, device, plan, artifacts, processes)
     from edgeres.manifests.bench import write_bench
     with staged_dir(out, MARKERS, "bench", keep=lambda name: name not in OWN_FILES) as tmp:  # refuses a bad --out now
-        report = _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
+        report = _measured(source, device, plan, artifacts, processes)
         write_bench(_relative_paths(report, Path(out)), tmp)
+    return report
+
+
+def _measured(source, device, plan, artifacts: list[Artifact], processes: int) -> dict[str, Any]:
+    """Measure the plan; the report's machine also says how busy the CPUs were just before (None: unknown)."""
+    busy = cpus_busy() if device == "cpu" else None
+    warn_if_contended(busy, plan["threads"])
+    report = _assemble(source, device, plan, measure(plan, processes), artifacts, processes)
+    report["machine"]["cpus_busy_at_start"] = busy
     return report
 
 
