@@ -37,12 +37,20 @@ def add_result_options(parser, name: str | None, name_help: str = "") -> None:
 
 
 def machine_record(threads: int | None, shared_note: str) -> dict:
-    """CPU model, which of ISA_FLAGS it has, cores, load averages now, library versions, and `shared_note`."""
-    from edgeres.bench.machine import cpu_model, library_versions, usable_cpus
+    """CPU model, which of ISA_FLAGS it has, cores, load averages and busy CPUs now, libraries, `shared_note`."""
+    from edgeres.bench.machine import cpu_model, cpus_busy, library_versions, usable_cpus
     flags = lscpu_flags()
     return {"cpu_model": cpu_model(), "isa": {flag: flag in flags for flag in ISA_FLAGS}, "cpus": usable_cpus(),
             "threads": threads, "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "cpus_busy_at_start": cpus_busy(),
             "libraries": library_versions(), "shared": shared_note, "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def cpu_text(record: dict) -> str:
+    """'CPU: <model> (<isa>), N cores; load average at start [..], CPUs busy at start B' for result headers."""
+    busy = record.get("cpus_busy_at_start")
+    return (f"CPU: {record['cpu_model']} ({isa_text(record)}), {record['cpus']} cores; load average at start "
+            f"{record['load_average_1_5_15']}" + ("" if busy is None else f", CPUs busy at start {busy}"))
 
 
 def isa_text(record: dict) -> str:

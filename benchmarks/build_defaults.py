@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import isa_text, machine_record, write_result  # noqa: E402
+from _machine import cpu_text, machine_record, write_result  # noqa: E402
 
 
 
@@ -49,8 +49,7 @@ def markdown(result: dict) -> str:
     res = sorted(result["fp32"], key=int, reverse=True)
     n = result["fp32"][res[0]]["count"]
     lines = ["# ort-int8: calibration images vs top-1", "",
-             f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
-             f"{m['load_average_1_5_15']}. Export: `{result['export']}`. Command: `{result['command']}`.", "",
+             cpu_text(m) + f". Export: `{result['export']}`. Command: `{result['command']}`.", "",
              f"INT8 top-1 minus FP32 top-1 (points) on the same {n} val images per resolution; build seconds "
              "with calibration, without evaluation.", "",
              "| calib images | " + " | ".join(f"{r} px" for r in res) + " | build s |",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, cpu_text, machine_record, write_result  # noqa: E402
 from cascade_speed import built, model_arguments, trusted  # noqa: E402
 
 BLOCKS = (1, 2, 5, 10, 25, 50, 100)
@@ -62,8 +62,7 @@ def drops_text(result: dict) -> str:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Cascade / highest-only wall time by the timing order (methods in turns of `block` images)", "",
-             f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
-             f"{m['load_average_1_5_15']}. {m['shared']}.", "",
+             cpu_text(m) + f". {m['shared']}.", "",
              f"Command: `{result['command']}`. Cascade tuned once by evaluate_cascade (stage threads "
              f"{result['stage_threads']}, thresholds {result['thresholds']}, answered at "
              f"{result['stage_share']} % low -> high), re-timed on {result['report_split']}; "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres (and fmnist_cnn), not an installed one
-from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, cpu_text, machine_record, write_result  # noqa: E402
 
 from edgeres.defaults import CASCADE_BLOCK, CASCADE_MARGIN_SE  # noqa: E402
 
@@ -85,8 +85,7 @@ def threads_text(setting: dict) -> str:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Cascade vs highest resolution: wall time per image (preprocessing included)", "",
-             f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
-             f"{m['load_average_1_5_15']}. {m['shared']}.", "",
+             cpu_text(m) + f". {m['shared']}.", "",
              f"Command: `{result['command']}`. Target {result['target']} at {result['res']} px; "
              f"max drop {result['max_drop']} points, tuning margin {result.get('margin_se', 0)} s.e.; tuned on "
              f"{result['settings'][0]['tune_split']}, measured on {result['settings'][0]['report_split']}; the "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's edgeres, not an installed one
-from _machine import add_result_options, isa_text, machine_record, write_result  # noqa: E402
+from _machine import add_result_options, cpu_text, machine_record, write_result  # noqa: E402
 
 EXTRA = 5  # identity 1x1 convs of the slower build: +25.4% MACs at depth 2, measured +25% (5% each)
 THRESHOLDS = (8.0, 10.0, 12.0, 15.0, 20.0)
@@ -56,7 +56,8 @@ def bench_once(directory: Path, args, baseline: dict | None) -> dict:
     return {"rows": [{k: row.get(k) for k in keep} for row in report["rows"]],
             "reference": {"stats": report["reference"]["stats"]},
             "paired_reference": report["paired_reference"],
-            "machine": {k: report["machine"].get(k) for k in ("cpu_model", "threads", "onnxruntime")},
+            "machine": {k: report["machine"].get(k) for k in ("cpu_model", "threads", "onnxruntime",
+                                                               "cpus_busy_at_start")},
             "seconds": round(time.perf_counter() - start, 1), "load_average_1": round(__import__("os").getloadavg()[0], 2)}
 
 
@@ -126,8 +127,7 @@ def true_slowdown(runs: dict) -> dict[str, float]:
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     lines = ["# Latency gate: false alarms and catches", "",
-             f"CPU: {m['cpu_model']} ({isa_text(m)}), {m['cpus']} cores; load average at start "
-             f"{m['load_average_1_5_15']}, at end {m['load_average_end']}. {m['shared']}.", "",
+             cpu_text(m) + f"; load average at end {m['load_average_end']}. {m['shared']}.", "",
              f"Command: `{result['command']}`; each run = `edgeres bench` of the tiny build with --threads "
              f"{s['threads']} --processes {s['processes']} --min-time {s['min_time']} (paired reference on), "
              f"{s['recordings']} baseline recordings, {s['reruns']} unchanged + {s['reruns']} slower reruns, "
