@@ -37,7 +37,7 @@ def test_busy_cpus_sum_each_usable_cpus_non_idle_share_of_the_interval(monkeypat
 
 def test_busy_cpus_default_to_this_processs_affinity(monkeypatch, tmp_path):
     path = fake_stat(monkeypatch, tmp_path, BEFORE, AFTER)
-    monkeypatch.setattr(machine, "_affinity", lambda online: {1, 2})
+    monkeypatch.setattr(machine, "usable_cpu_ids", lambda: {1, 2})
     assert machine.cpus_busy(stat_path=path) == 0.5
 
 

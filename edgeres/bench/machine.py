@@ -1,11 +1,10 @@
 """Facts about the measuring machine, recorded in every report so numbers compare honestly."""
 import logging
-import os
 import platform
 import time
 from importlib import metadata
 
-from edgeres.runtimes.base import usable_cpus
+from edgeres.runtimes.base import usable_cpu_ids, usable_cpus
 
 log = logging.getLogger("edgeres.bench")
 PROC_STAT = "/proc/stat"
@@ -79,25 +78,19 @@ def cpus_busy(seconds: float = 0.25, stat_path: str = PROC_STAT, cpus: set[int] 
     after = _cpu_jiffies(stat_path)
     if not before or not after:
         return None
-    cpus = set(after) & set(before) & (cpus if cpus is not None else _affinity(set(after)))
+    cpus = set(after) & set(before) & (cpus if cpus is not None else usable_cpu_ids())
     deltas = [(after[c][0] - before[c][0], after[c][1] - before[c][1]) for c in cpus]
     if not deltas or any(total <= 0 for _, total in deltas):
         return None
     return round(sum(busy / total for busy, total in deltas), 2)
 
 
-def _affinity(online: set[int]) -> set[int]:
-    try:
-        return os.sched_getaffinity(0)
-    except AttributeError:
-        return online
-
-
 def warn_if_contended(busy: float | None, threads: int | None) -> None:
     """A one-line warning when other work leaves fewer free CPUs than the benchmark's threads: the numbers
     would then measure the scheduler, not the model (pinning to one thread, or a quiet machine, helps)."""
-    wanted = threads or usable_cpus()
-    if busy is not None and usable_cpus() - busy < wanted - 0.5:
+    usable = usable_cpus()
+    wanted = threads or usable
+    if busy is not None and usable - busy < wanted - 0.5:  # half a CPU of slack for the sample's own noise
         log.warning("other processes kept %.1f of %d usable CPUs busy just before measuring, and %d "
                     "threads were asked for: latencies will include waiting for a CPU (use --threads 1, or a "
-                    "quiet machine)", busy, usable_cpus(), wanted)
+                    "quiet machine)", busy, usable, wanted)

@@ -59,9 +59,14 @@ class SkipCell(Exception):
     """This (artifact, batch) cannot be measured here, for the stated reason; the rest of the sweep goes on."""
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which a container or taskset narrows), else all."""
+def usable_cpu_ids() -> set[int]:
+    """The CPUs this process may run on (its affinity mask, which a container or taskset narrows), else all."""
     try:
-        return len(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except AttributeError:
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (usable_cpu_ids)."""
+    return len(usable_cpu_ids())
